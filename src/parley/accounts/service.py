@@ -1,0 +1,361 @@
+"""Sign-up, sign-in, rotating refresh tokens, password changes and profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.accounts import repository
+from parley.accounts.models import RefreshToken, User
+from parley.audit import service as audit
+from parley.audit.actions import AuditAction
+from parley.backends.counters import Counters
+from parley.config import Settings
+from parley.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+)
+from parley.kit.clock import Clock, utcnow
+from parley.kit.crypto import random_token, sha256_hex
+from parley.kit.ids import new_id
+from parley.kit.jwt import AccessTokenSigner, TokenExpired, TokenInvalid
+from parley.kit.passwords import PasswordHasherService, password_problem
+from parley.principal import Actor
+
+if TYPE_CHECKING:
+    from parley.orgs.service import OrgService
+
+REFRESH_PREFIX = "rt_"
+BAD_CREDENTIALS = "Incorrect email or password."
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a successful sign-in yields."""
+
+    user: User
+    access_token: str
+    access_expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+# Read-only lookups other domains use instead of the accounts tables.
+
+
+async def find_user(session: AsyncSession, user_id: str) -> User | None:
+    return await repository.get_user(session, user_id)
+
+
+async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await repository.get_user_by_email(session, normalize_email(email))
+
+
+async def users_by_ids(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, User]:
+    return {u.id: u for u in await repository.get_users(session, user_ids)}
+
+
+class AccountService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        hasher: PasswordHasherService,
+        signer: AccessTokenSigner,
+        counters: Counters,
+        orgs: OrgService,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.hasher = hasher
+        self.signer = signer
+        self.counters = counters
+        self.orgs = orgs
+        self.clock = clock
+
+    # --- sign-up and sign-in -------------------------------------------------------------
+
+    async def register(
+        self,
+        session: AsyncSession,
+        *,
+        email: str,
+        password: str,
+        name: str,
+        org_name: str | None,
+        client: ClientInfo,
+    ) -> Session:
+        email = normalize_email(email)
+        if problem := password_problem(password, email=email):
+            raise InvalidRequest(problem, code="weak_password", param="password")
+        if await repository.get_user_by_email(session, email) is not None:
+            raise Conflict(
+                "An account with this email already exists; log in instead.",
+                code="email_taken",
+                param="email",
+            )
+        user = await self.create_user(session, email=email, password=password, name=name)
+        personal = org_name or f"{name or email.split('@', 1)[0]}'s organisation"
+        org = await self.orgs.create(
+            session, owner=user, name=personal, client_ip=client.ip, personal=True
+        )
+        user.default_org_id = org.id
+        return await self._start_session(session, user, client)
+
+    async def create_user(
+        self, session: AsyncSession, *, email: str, password: str, name: str = ""
+    ) -> User:
+        now = self.clock()
+        user = User(
+            id=new_id("usr"),
+            email=normalize_email(email),
+            name=name.strip(),
+            password_hash=await self.hasher.hash(password),
+            created_at=now,
+            updated_at=now,
+            password_changed_at=now,
+        )
+        session.add(user)
+        await session.flush()
+        return user
+
+    async def login(
+        self, session: AsyncSession, *, email: str, password: str, client: ClientInfo
+    ) -> Session:
+        email = normalize_email(email)
+        account_key = f"login:acct:{sha256_hex(email)}"
+        ip_key = f"login:ip:{client.ip or 'unknown'}"
+        window = self.settings.login_failure_window_s
+        for key, limit in (
+            (account_key, self.settings.login_max_failures_per_account),
+            (ip_key, self.settings.login_max_failures_per_ip),
+        ):
+            count = await self.counters.get(key)
+            if count.value >= limit:
+                raise RateLimited(
+                    "Too many failed login attempts; try again in "
+                    f"{count.retry_after_s} seconds or reset your password.",
+                    retry_after_s=count.retry_after_s,
+                    code="too_many_login_attempts",
+                )
+
+        user = await repository.get_user_by_email(session, email)
+        ok = await self.hasher.verify(user.password_hash if user else None, password)
+        if user is None or not ok or not user.is_active:
+            await self.counters.incr(account_key, window)
+            await self.counters.incr(ip_key, window)
+            org_ids = await self.orgs.org_ids_of(session, user.id) if user else [None]
+            audit.record(
+                session,
+                AuditAction.LOGIN_FAILED,
+                org_ids=org_ids,
+                actor=Actor(user_id=user.id) if user else None,
+                ip=client.ip,
+                target_type="user",
+                target_id=user.id if user else None,
+                details={} if user else {"email_hash": sha256_hex(email)},
+            )
+            error = AuthenticationFailed(BAD_CREDENTIALS, code="invalid_credentials")
+            error.keep_changes = True
+            raise error
+
+        await self.counters.delete(account_key)
+        if self.hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self.hasher.hash(password)
+        audit.record(
+            session,
+            AuditAction.LOGIN,
+            org_ids=await self.orgs.org_ids_of(session, user.id),
+            actor=Actor(user_id=user.id),
+            ip=client.ip,
+            target_type="user",
+            target_id=user.id,
+        )
+        return await self._start_session(session, user, client)
+
+    # --- refresh-token rotation ----------------------------------------------------------
+
+    async def refresh(
+        self, session: AsyncSession, *, refresh_token: str, client: ClientInfo
+    ) -> Session:
+        now = self.clock()
+        current = await repository.get_refresh_token(
+            session, sha256_hex(refresh_token), for_update=True
+        )
+        invalid = AuthenticationFailed(
+            "Refresh token is invalid or expired; log in again.", code="invalid_refresh_token"
+        )
+        if current is None or current.revoked_at is not None:
+            raise invalid
+        if current.used_at is not None:
+            # A rotated token came back: someone holds a stolen copy. End the whole family.
+            await repository.revoke_family(session, current.family_id, now)
+            audit.record(
+                session,
+                AuditAction.REFRESH_TOKEN_REUSED,
+                org_ids=await self.orgs.org_ids_of(session, current.user_id),
+                actor=Actor(user_id=current.user_id),
+                ip=client.ip,
+                target_type="user",
+                target_id=current.user_id,
+            )
+            invalid.keep_changes = True
+            raise invalid
+        if current.expires_at <= now:
+            raise invalid
+        user = await repository.get_user(session, current.user_id)
+        if user is None or not user.is_active:
+            raise invalid
+        current.used_at = now
+        return await self._start_session(session, user, client, family_id=current.family_id)
+
+    async def logout(
+        self, session: AsyncSession, *, refresh_token: str, client: ClientInfo
+    ) -> None:
+        """Ends the session the refresh token belongs to; unknown tokens are ignored."""
+        token = await repository.get_refresh_token(session, sha256_hex(refresh_token))
+        if token is None or token.revoked_at is not None:
+            return
+        await repository.revoke_family(session, token.family_id, self.clock())
+        audit.record(
+            session,
+            AuditAction.LOGOUT,
+            org_ids=await self.orgs.org_ids_of(session, token.user_id),
+            actor=Actor(user_id=token.user_id),
+            ip=client.ip,
+            target_type="user",
+            target_id=token.user_id,
+        )
+
+    async def _start_session(
+        self,
+        session: AsyncSession,
+        user: User,
+        client: ClientInfo,
+        *,
+        family_id: str | None = None,
+    ) -> Session:
+        now = self.clock()
+        secret = REFRESH_PREFIX + random_token(32)
+        ttl = self.settings.refresh_token_ttl_s
+        session.add(
+            RefreshToken(
+                id=new_id("rtk"),
+                user_id=user.id,
+                family_id=family_id or new_id("rtf"),
+                token_hash=sha256_hex(secret),
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl),
+                ip=client.ip,
+                user_agent=(client.user_agent or "")[:400] or None,
+            )
+        )
+        access, claims = self.signer.issue(user.id, now)
+        return Session(
+            user=user,
+            access_token=access,
+            access_expires_in=int((claims.expires_at - now).total_seconds()),
+            refresh_token=secret,
+            refresh_expires_in=ttl,
+        )
+
+    # --- access tokens -------------------------------------------------------------------
+
+    def user_id_from_access_token(self, token: str) -> str:
+        try:
+            return self.signer.verify(token, self.clock()).subject
+        except TokenExpired as exc:
+            raise AuthenticationFailed(
+                "Access token has expired; refresh it or log in again.", code="token_expired"
+            ) from exc
+        except TokenInvalid as exc:
+            raise AuthenticationFailed(
+                "Access token is invalid (bad signature or format).", code="invalid_token"
+            ) from exc
+
+    # --- profile and password ------------------------------------------------------------
+
+    async def get_active_user(self, session: AsyncSession, user_id: str) -> User:
+        user = await repository.get_user(session, user_id)
+        if user is None or not user.is_active:
+            raise AuthenticationFailed(
+                "The account behind this token no longer exists.", code="invalid_token"
+            )
+        return user
+
+    async def update_profile(
+        self,
+        session: AsyncSession,
+        user: User,
+        *,
+        name: str | None,
+        default_org_id: str | None,
+    ) -> User:
+        if name is not None:
+            user.name = name.strip()
+        if default_org_id is not None:
+            if await self.orgs.role_of(session, default_org_id, user.id) is None:
+                raise NotFound(
+                    f"No organisation {default_org_id} among yours.",
+                    code="org_not_found",
+                    param="default_org_id",
+                )
+            user.default_org_id = default_org_id
+        user.updated_at = self.clock()
+        return user
+
+    async def change_password(
+        self,
+        session: AsyncSession,
+        user: User,
+        *,
+        current_password: str,
+        new_password: str,
+        client: ClientInfo,
+    ) -> None:
+        if not await self.hasher.verify(user.password_hash, current_password):
+            raise AuthenticationFailed(
+                "Current password is incorrect.",
+                code="invalid_credentials",
+                param="current_password",
+            )
+        if problem := password_problem(new_password, email=user.email):
+            raise InvalidRequest(problem, code="weak_password", param="new_password")
+        if new_password == current_password:
+            raise InvalidRequest(
+                "The new password must differ from the current one.",
+                code="weak_password",
+                param="new_password",
+            )
+        now = self.clock()
+        user.password_hash = await self.hasher.hash(new_password)
+        user.password_changed_at = now
+        user.updated_at = now
+        # Every other session ends: whoever knew the old password is signed out.
+        await repository.revoke_all_for_user(session, user.id, now)
+        audit.record(
+            session,
+            AuditAction.PASSWORD_CHANGED,
+            org_ids=await self.orgs.org_ids_of(session, user.id),
+            actor=Actor(user_id=user.id),
+            ip=client.ip,
+            target_type="user",
+            target_id=user.id,
+        )

@@ -1,0 +1,73 @@
+"""create_app(settings): routers, middleware, and the lifespan of engines and workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import structlog
+from fastapi import FastAPI
+
+from parley import __version__
+from parley.accounts import api as accounts_api
+from parley.audit import api as audit_api
+from parley.config import Settings
+from parley.context import AppContext
+from parley.db.migrate import upgrade
+from parley.http import errors, health
+from parley.http.middleware import RequestContextMiddleware
+from parley.keys import api as keys_api
+from parley.kit.clock import Clock, utcnow
+from parley.logging import configure_logging
+from parley.orgs import api as orgs_api
+
+log = structlog.get_logger("parley")
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock = utcnow, configure_logs: bool = True
+) -> FastAPI:
+    settings = settings or Settings()
+    if configure_logs:
+        configure_logging(settings.log_level, json=settings.log_json)
+    ctx = AppContext.build(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await anyio.to_thread.run_sync(upgrade, ctx.db.url)
+        await ctx.start(with_worker=settings.run_worker)
+        log.info(
+            "parley.started",
+            version=__version__,
+            database=ctx.db.engine.dialect.name,
+            backends=ctx.backends.kind,
+            worker=settings.run_worker,
+        )
+        try:
+            yield
+        finally:
+            await ctx.stop()
+            log.info("parley.stopped")
+
+    app = FastAPI(
+        title="Parley",
+        version=__version__,
+        description="Self-hostable, multi-tenant AI API platform.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    for router in (
+        health.router,
+        accounts_api.auth,
+        accounts_api.users,
+        orgs_api.router,
+        orgs_api.invitations,
+        audit_api.router,
+        keys_api.router,
+    ):
+        app.include_router(router)
+    return app

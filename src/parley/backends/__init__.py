@@ -1,0 +1,1 @@
+"""Interfaces of the swappable backends and their in-process / Redis implementations."""

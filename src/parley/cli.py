@@ -1,0 +1,133 @@
+"""`parley serve | migrate | worker | admin ...`"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+from typing import Annotated
+
+import typer
+
+from parley.config import Settings
+
+app = typer.Typer(
+    help="Parley: a self-hostable, multi-tenant AI API platform.", no_args_is_help=True
+)
+admin = typer.Typer(help="Operator commands.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (PARLEY_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (PARLEY_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (one is plenty on SQLite).")] = 1,
+) -> None:
+    """Start the API server (applies migrations first, runs background jobs in-process)."""
+    import uvicorn
+
+    from parley.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if workers > 1:
+        # Each process builds its own app from the environment.
+        uvicorn.run(
+            "parley.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
+        return
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the newest revision."""
+    from parley.db.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is at the newest revision")
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs (several workers share the queue on PostgreSQL)."""
+    from parley.context import AppContext
+    from parley.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    async def run() -> None:
+        ctx = AppContext.build(settings)
+        await ctx.start(with_worker=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await ctx.stop()
+
+    asyncio.run(run())
+
+
+@admin.command("bootstrap")
+def bootstrap_cmd(
+    email: Annotated[str, typer.Option(help="The user's email (created if missing).")],
+    password: Annotated[str, typer.Option(help="Password for a new user.")],
+    org: Annotated[str, typer.Option("--org", help="Organisation name (created if missing).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create (or reuse) a user and an organisation, and make an admin API key."""
+    from parley.bootstrap import bootstrap
+    from parley.context import AppContext
+    from parley.db.migrate import upgrade
+    from parley.errors import ParleyError
+    from parley.logging import configure_logging
+
+    settings = Settings()
+    configure_logging("WARNING", json=settings.log_json)
+    upgrade(settings.resolved_database_url)
+
+    async def run() -> dict[str, object]:
+        ctx = AppContext.build(settings)
+        try:
+            return dataclasses.asdict(
+                await bootstrap(ctx, email=email, password=password, org_name=org)
+            )
+        finally:
+            await ctx.db.dispose()
+            await ctx.backends.close()
+
+    try:
+        result = asyncio.run(run())
+    except ParleyError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
+def main() -> None:
+    app()

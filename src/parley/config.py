@@ -1,0 +1,99 @@
+"""Settings, read once from the environment (prefix PARLEY_) into one typed object."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
+
+    env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    redis_url: str | None = None
+    redis_namespace: str = "parley"
+    secret_key: SecretStr | None = None
+    public_url: str = ""
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Request limits
+    max_body_bytes: int = 1_048_576
+
+    # Tokens and sessions
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    invitation_ttl_s: int = 7 * 24 * 3600
+    jwt_issuer: str = "parley"
+
+    # Password hashing (Argon2id); tests lower the cost
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 4
+
+    # Failed-login throttling
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_ip: int = 20
+    login_failure_window_s: int = 900
+
+    # API key principal cache
+    key_cache_ttl_s: float = 30.0
+    key_last_used_flush_s: float = 5.0
+
+    # Background jobs
+    run_worker: bool = True
+    worker_poll_s: float = 1.0
+    worker_concurrency: int = 4
+    job_lease_s: int = 300
+
+    # Email
+    smtp_url: SecretStr | None = None
+    smtp_timeout_s: float = 10.0
+    mail_from: str = "Parley <no-reply@parley.local>"
+
+    auto_migrate: bool = True
+
+    sqlite_pragmas: dict[str, str] = Field(
+        default_factory=lambda: {
+            "journal_mode": "WAL",
+            "synchronous": "NORMAL",
+            "foreign_keys": "ON",
+            "busy_timeout": "10000",
+        }
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def signing_key(self) -> str:
+        """The JWT signing key: from the environment, else one generated and kept in data_dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

@@ -1,0 +1,115 @@
+"""Everything a running Parley holds: settings, engines, backends and the services over them.
+
+Built once by `create_app` (or the worker) and passed down; nothing lives in module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from parley.accounts.service import AccountService
+from parley.backends.factory import Backends, build_backends
+from parley.config import Settings
+from parley.db.engine import Database
+from parley.jobs.worker import Handler, Worker
+from parley.keys.cache import KeyCache, KeyUsageTracker
+from parley.keys.service import KeyService
+from parley.kit.clock import Clock, utcnow
+from parley.kit.jwt import AccessTokenSigner
+from parley.kit.passwords import PasswordHasherService
+from parley.mail import tasks as mail_tasks
+from parley.mail.transport import MailTransport, OutboxTransport, SmtpTransport
+from parley.orgs.service import OrgService
+
+log = structlog.get_logger("parley")
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    backends: Backends
+    mail: MailTransport
+    accounts: AccountService
+    orgs: OrgService
+    keys: KeyService
+    key_cache: KeyCache
+    key_usage: KeyUsageTracker
+    clock: Clock = utcnow
+    worker: Worker | None = field(default=None)
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock = utcnow) -> AppContext:
+        db = Database(settings.resolved_database_url, sqlite_pragmas=settings.sqlite_pragmas)
+        backends = build_backends(settings)
+        mail: MailTransport
+        if settings.smtp_url is not None:
+            mail = SmtpTransport(
+                settings.smtp_url.get_secret_value(), timeout_s=settings.smtp_timeout_s
+            )
+        else:
+            mail = OutboxTransport(settings.outbox_dir)
+        hasher = PasswordHasherService(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        signer = AccessTokenSigner(
+            settings.signing_key(), issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
+        )
+        orgs = OrgService(settings, clock=clock)
+        accounts = AccountService(
+            settings,
+            hasher=hasher,
+            signer=signer,
+            counters=backends.counters,
+            orgs=orgs,
+            clock=clock,
+        )
+        key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
+        key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
+        keys = KeyService(key_cache, key_usage, clock=clock)
+        return cls(
+            settings=settings,
+            db=db,
+            backends=backends,
+            mail=mail,
+            accounts=accounts,
+            orgs=orgs,
+            keys=keys,
+            key_cache=key_cache,
+            key_usage=key_usage,
+            clock=clock,
+        )
+
+    def job_handlers(self) -> dict[str, Handler]:
+        return {**mail_tasks.handlers(self.mail, sender=self.settings.mail_from)}
+
+    def make_worker(self) -> Worker:
+        return Worker(
+            self.db,
+            self.job_handlers(),
+            concurrency=self.settings.worker_concurrency,
+            poll_s=self.settings.worker_poll_s,
+            lease_s=self.settings.job_lease_s,
+            clock=self.clock,
+        )
+
+    async def start(self, *, with_worker: bool) -> None:
+        await self.key_cache.start()
+        self.key_usage.start()
+        if with_worker:
+            self.worker = self.make_worker()
+            self.db.jobs_committed = self.worker.wake
+            self.worker.start()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+            self.db.jobs_committed = None
+        await self.key_usage.stop()
+        await self.key_cache.stop()
+        await self.backends.close()
+        await self.db.dispose()

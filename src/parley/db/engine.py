@@ -1,0 +1,87 @@
+"""The async engine and session factory, for SQLite (embedded) and PostgreSQL (scale-out)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from parley.db.unit import discard_after_commit, run_after_commit
+
+
+class Database:
+    def __init__(self, url: str, *, sqlite_pragmas: dict[str, str] | None = None) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._install_sqlite_pragmas(sqlite_pragmas or {})
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Told after a commit that enqueued jobs, so a local worker runs them at once.
+        self.jobs_committed: Callable[[], None] | None = None
+
+    def _install_sqlite_pragmas(self, pragmas: dict[str, str]) -> None:
+        @event.listens_for(self.engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy manage transactions and take the write lock at BEGIN, so two
+            # writers queue on busy_timeout instead of failing on a lock upgrade.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            for name, value in pragmas.items():
+                cur.execute(f"PRAGMA {name}={value}")
+            cur.close()
+
+        @event.listens_for(self.engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commits once at the end, rolls back on error.
+
+        An error that says `keep_changes` (a failed login still records its audit event)
+        commits what was written before it is raised on.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+            except BaseException as exc:
+                if getattr(exc, "keep_changes", False):
+                    await self._commit(session)
+                else:
+                    await session.rollback()
+                    session.info.pop("enqueued_jobs", None)
+                    discard_after_commit(session)
+                raise
+            await self._commit(session)
+
+    async def _commit(self, session: AsyncSession) -> None:
+        await session.commit()
+        if session.info.pop("enqueued_jobs", None) and self.jobs_committed is not None:
+            self.jobs_committed()
+        await run_after_commit(session)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

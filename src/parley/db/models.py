@@ -1,0 +1,20 @@
+"""Imports every domain's tables so the metadata (and migrations) see them all."""
+
+from parley.accounts.models import RefreshToken, User
+from parley.audit.models import AuditEvent
+from parley.db.base import Base
+from parley.jobs.models import Job
+from parley.keys.models import ApiKey
+from parley.orgs.models import Invitation, Membership, Organization
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "Base",
+    "Invitation",
+    "Job",
+    "Membership",
+    "Organization",
+    "RefreshToken",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""HTTP edges shared by every router: errors, middleware and request dependencies."""

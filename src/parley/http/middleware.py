@@ -1,0 +1,113 @@
+"""Outermost ASGI middleware: request ids, body size limit, one JSON log line per request,
+and the error envelope for anything that escaped the handlers."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from parley.http.errors import envelope, internal_error
+from parley.kit.ids import new_id
+
+log = structlog.get_logger("parley.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_id("req")
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = {"code": 0}
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            if scope["type"] == "http":
+                replay = await self._limited_body(scope, headers, receive)
+                if replay is None:
+                    response = envelope(
+                        413,
+                        "invalid_request_error",
+                        "payload_too_large",
+                        f"Request body is larger than the {self.max_body_bytes} byte limit.",
+                    )
+                    await response(scope, receive, send_with_id)
+                    return
+                receive = replay
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request.unhandled_error", path=scope.get("path"))
+            if status["code"] == 0 and scope["type"] == "http":
+                await internal_error()(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                log.info(
+                    "request",
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    status=status["code"] or 500,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _limited_body(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+    ) -> Receive | None:
+        """Reject a declared oversized body at once; count an undeclared one as it arrives."""
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_body_bytes:
+                    return None
+            except ValueError:
+                return None
+            return receive
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return receive
+        chunks: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                break
+        replayed = iter(chunks)
+
+        async def replay() -> Message:
+            try:
+                return next(replayed)
+            except StopIteration:
+                return await receive()
+
+        return replay
+
+
+def client_ip(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None

@@ -1,0 +1,130 @@
+"""API key → principal cache, dropped on revoke in every process, and last-used tracking."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from parley.backends.pubsub import PubSub
+from parley.db.engine import Database
+from parley.keys import repository
+from parley.kit.clock import Clock, utcnow
+from parley.orgs.roles import Scope
+
+log = structlog.get_logger("parley.keys")
+
+REVOKED_CHANNEL = "api_keys.revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedKey:
+    key_id: str
+    org_id: str
+    scopes: frozenset[Scope]
+    expires_at: datetime | None
+    revoked: bool
+    fetched_at: float
+
+
+class KeyCache:
+    """Lookups by key hash, kept `ttl_s` seconds; a revoke anywhere drops the entry at once."""
+
+    def __init__(self, pubsub: PubSub, *, ttl_s: float, max_entries: int = 50_000) -> None:
+        self.pubsub = pubsub
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, CachedKey] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    def get(self, key_hash: str) -> CachedKey | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or time.monotonic() - entry.fetched_at > self.ttl_s:
+            return None
+        return entry
+
+    def put(self, key_hash: str, entry: CachedKey) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key_hash] = entry
+
+    def drop(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+    async def announce_revoked(self, key_hash: str) -> None:
+        self.drop(key_hash)
+        try:
+            await self.pubsub.publish(REVOKED_CHANNEL, key_hash.encode())
+        except Exception:
+            # Other processes still drop it when their entry's ttl runs out.
+            log.warning("api_key.revoke_broadcast_failed")
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="parley-key-revocations")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=5)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.pubsub.subscribe(REVOKED_CHANNEL) as messages:
+                    self._ready.set()
+                    async for message in messages:
+                        self.drop(message.decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("api_key.revocation_listener_reconnecting")
+                self._entries.clear()  # we may have missed revocations
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+
+class KeyUsageTracker:
+    """Records `last_used_at` in batches off the request path: one write per flush, not per call."""
+
+    def __init__(self, db: Database, *, flush_s: float, clock: Clock = utcnow) -> None:
+        self.db = db
+        self.flush_s = flush_s
+        self.clock = clock
+        self._pending: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, key_id: str) -> None:
+        self._pending.add(key_id)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, set()
+        try:
+            async with self.db.session() as session:
+                await repository.touch(session, batch, self.clock())
+        except Exception:
+            log.warning("api_key.last_used_flush_failed", keys=len(batch))
+            self._pending |= batch
+
+    def start(self) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.flush_s)
+                await self.flush()
+
+        self._task = asyncio.create_task(loop(), name="parley-key-usage")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

@@ -1,0 +1,148 @@
+"""Creating, listing and revoking API keys, and authenticating requests that carry one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.audit import service as audit
+from parley.audit.actions import AuditAction
+from parley.db.unit import after_commit
+from parley.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from parley.keys import repository
+from parley.keys.cache import CachedKey, KeyCache, KeyUsageTracker
+from parley.keys.models import ApiKey
+from parley.kit.clock import Clock, utcnow
+from parley.kit.crypto import random_token, sha256_hex
+from parley.kit.ids import new_id
+from parley.orgs.roles import Action, Scope
+from parley.principal import Actor, OrgContext
+
+KEY_PREFIX = "sk-parley-"
+VISIBLE_CHARS = 8
+_SCOPES = {s.value for s in Scope}
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str
+
+
+def looks_like_api_key(token: str) -> bool:
+    return token.startswith(KEY_PREFIX)
+
+
+class KeyService:
+    def __init__(self, cache: KeyCache, usage: KeyUsageTracker, *, clock: Clock = utcnow) -> None:
+        self.cache = cache
+        self.usage = usage
+        self.clock = clock
+
+    async def create(
+        self,
+        session: AsyncSession,
+        ctx: OrgContext,
+        *,
+        name: str,
+        scopes: Sequence[Scope],
+        expires_at: datetime | None,
+    ) -> CreatedKey:
+        ctx.require(Action.API_KEYS_CREATE)
+        now = self.clock()
+        if not name.strip():
+            raise InvalidRequest("API key name must not be empty.", param="name")
+        if not scopes:
+            raise InvalidRequest(
+                "Give the key at least one scope: " + ", ".join(s.value for s in Scope) + ".",
+                param="scopes",
+            )
+        if expires_at is not None and expires_at <= now:
+            raise InvalidRequest("expires_at must be in the future.", param="expires_at")
+        secret = KEY_PREFIX + random_token(32)
+        key = ApiKey(
+            id=new_id("key"),
+            org_id=ctx.org_id,
+            name=name.strip(),
+            prefix=secret[: len(KEY_PREFIX) + VISIBLE_CHARS],
+            key_hash=sha256_hex(secret),
+            scopes=sorted({s.value for s in scopes}),
+            created_by=ctx.actor.id,
+            created_at=now,
+            expires_at=expires_at,
+        )
+        session.add(key)
+        audit.record_in(
+            session,
+            ctx,
+            AuditAction.API_KEY_CREATED,
+            target_type="api_key",
+            target_id=key.id,
+            details={"name": key.name, "scopes": key.scopes},
+        )
+        return CreatedKey(key, secret)
+
+    async def list(
+        self,
+        session: AsyncSession,
+        ctx: OrgContext,
+        *,
+        include_revoked: bool,
+        limit: int,
+        after: str | None,
+    ) -> tuple[Sequence[ApiKey], bool]:
+        ctx.require(Action.API_KEYS_READ)
+        return await repository.list_keys(
+            session, ctx.org_id, include_revoked=include_revoked, limit=limit, after=after
+        )
+
+    async def get(self, session: AsyncSession, ctx: OrgContext, key_id: str) -> ApiKey:
+        ctx.require(Action.API_KEYS_READ)
+        key = await repository.get(session, ctx.org_id, key_id)
+        if key is None:
+            raise NotFound(f"No API key {key_id}.", code="api_key_not_found")
+        return key
+
+    async def revoke(self, session: AsyncSession, ctx: OrgContext, key_id: str) -> ApiKey:
+        ctx.require(Action.API_KEYS_REVOKE)
+        key = await repository.get(session, ctx.org_id, key_id)
+        if key is None:
+            raise NotFound(f"No API key {key_id}.", code="api_key_not_found")
+        if key.revoked_at is not None:
+            raise Conflict(f"API key {key_id} is already revoked.", code="api_key_revoked")
+        key.revoked_at = self.clock()
+        audit.record_in(
+            session, ctx, AuditAction.API_KEY_REVOKED, target_type="api_key", target_id=key.id
+        )
+        key_hash = key.key_hash
+        after_commit(session, lambda: self.cache.announce_revoked(key_hash))
+        return key
+
+    async def authenticate(self, session: AsyncSession, secret: str) -> Actor:
+        key_hash = sha256_hex(secret)
+        entry = self.cache.get(key_hash)
+        if entry is None:
+            key = await repository.get_by_hash(session, key_hash)
+            if key is None:
+                raise AuthenticationFailed(
+                    "Invalid API key; check the key or create a new one.", code="invalid_api_key"
+                )
+            entry = CachedKey(
+                key_id=key.id,
+                org_id=key.org_id,
+                scopes=frozenset(Scope(s) for s in key.scopes if s in _SCOPES),
+                expires_at=key.expires_at,
+                revoked=key.revoked_at is not None,
+                fetched_at=time.monotonic(),
+            )
+            self.cache.put(key_hash, entry)
+        if entry.revoked:
+            raise AuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
+        if entry.expires_at is not None and entry.expires_at <= self.clock():
+            raise AuthenticationFailed("This API key has expired.", code="api_key_expired")
+        self.usage.touch(entry.key_id)
+        return Actor(api_key_id=entry.key_id, key_org_id=entry.org_id, scopes=entry.scopes)

@@ -1,0 +1,66 @@
+"""Short-lived signed access tokens (JWT, HS256)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+
+from parley.kit.crypto import random_token
+
+
+class TokenExpired(Exception):
+    pass
+
+
+class TokenInvalid(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    subject: str
+    expires_at: datetime
+    token_id: str
+
+
+class AccessTokenSigner:
+    algorithm = "HS256"
+
+    def __init__(self, key: str, *, issuer: str, ttl_s: int) -> None:
+        self._key = key
+        self.issuer = issuer
+        self.ttl_s = ttl_s
+
+    def issue(self, subject: str, now: datetime) -> tuple[str, AccessClaims]:
+        claims = AccessClaims(subject, now + timedelta(seconds=self.ttl_s), random_token(12))
+        payload: dict[str, Any] = {
+            "sub": subject,
+            "iss": self.issuer,
+            "iat": int(now.timestamp()),
+            "exp": int(claims.expires_at.timestamp()),
+            "jti": claims.token_id,
+            "typ": "access",
+        }
+        return jwt.encode(payload, self._key, algorithm=self.algorithm), claims
+
+    def verify(self, token: str, now: datetime) -> AccessClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                # Expiry is checked below against the injectable clock.
+                options={"require": ["sub", "exp", "iat", "iss", "typ"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid from exc
+        if payload.get("typ") != "access":
+            raise TokenInvalid
+        expires_at = datetime.fromtimestamp(payload["exp"], tz=now.tzinfo)
+        if expires_at <= now:
+            raise TokenExpired
+        return AccessClaims(payload["sub"], expires_at, payload.get("jti", ""))

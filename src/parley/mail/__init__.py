@@ -1,0 +1,1 @@
+"""Outgoing email: SMTP when configured, otherwise `.eml` files in the outbox folder."""

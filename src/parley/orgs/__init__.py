@@ -1,0 +1,1 @@
+"""Organisations, memberships with roles, and invitations."""

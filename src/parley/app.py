@@ -15,7 +15,7 @@ from parley.audit import api as audit_api
 from parley.config import Settings
 from parley.context import AppContext
 from parley.db.migrate import upgrade
-from parley.http import errors, health
+from parley.http import errors, health, openapi
 from parley.http.middleware import RequestContextMiddleware
 from parley.keys import api as keys_api
 from parley.kit.clock import Clock, utcnow
@@ -59,6 +59,7 @@ def create_app(
     )
     app.state.ctx = ctx
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     for router in (
         health.router,

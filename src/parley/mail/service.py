@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import make_msgid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,9 +15,18 @@ SEND_EMAIL = "mail.send"
 
 
 def send_email(
-    session: AsyncSession, *, to: str, subject: str, text: str, html: str | None = None
+    session: AsyncSession,
+    *,
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    now: datetime | None = None,
 ) -> str:
-    """Queue a message; returns its Message-ID (fixed now, so a retried send is recognisable)."""
+    """Queue a message; returns its Message-ID (fixed now, so a retried send is recognisable).
+
+    `now` is the caller's clock: the worker claims due jobs by the same (injectable) clock.
+    """
     message_id = make_msgid(domain="parley.local")
     payload: dict[str, Any] = {
         "to": to,
@@ -25,7 +35,7 @@ def send_email(
         "html": html,
         "message_id": message_id,
     }
-    enqueue(session, SEND_EMAIL, payload, max_attempts=12)
+    enqueue(session, SEND_EMAIL, payload, run_at=now, max_attempts=12)
     return message_id
 
 

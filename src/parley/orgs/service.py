@@ -256,6 +256,7 @@ class OrgService:
         url = f"{self.settings.base_url}/invitations/accept?token={quote(token)}"
         send_email(
             session,
+            now=now,
             to=email,
             subject=f"You are invited to join {org.name} on Parley",
             text=(

@@ -1,0 +1,24 @@
+"""Autogenerate the next migration: diff the models against a scratch database at head."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from alembic import command
+
+from parley.db.migrate import alembic_config, upgrade
+
+
+def main(message: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'scratch.db'}"
+        upgrade(url)
+        command.revision(alembic_config(url), message=message, autogenerate=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not sys.argv[1].strip():
+        sys.exit('usage: make migration m="what changed"')
+    main(sys.argv[1])

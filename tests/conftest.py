@@ -71,12 +71,14 @@ def pg_database() -> Iterator[str]:
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _truncate_pg(url: str) -> None:
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn)
+async def _clear_pg(url: str) -> None:
+    """Empty every table, children first. DELETE on a test's few rows takes about a
+    millisecond where TRUNCATE (which rewrites each table's files) takes a third of a second."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        async with conn.transaction():
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(f'DELETE FROM "{table.name}"')
     finally:
         await conn.close()
 
@@ -100,7 +102,7 @@ def database_url(request: pytest.FixtureRequest, stack: str, tmp_path: Path) -> 
         yield f"sqlite+aiosqlite:///{path}"
     else:
         url: str = request.getfixturevalue("pg_database")
-        asyncio.run(_truncate_pg(url))
+        asyncio.run(_clear_pg(url))
         yield url
 
 

@@ -86,7 +86,9 @@ async def test_other_org_gets_404_everywhere(client: httpx.AsyncClient, who: str
     as_a = {**headers, "Parley-Organization": a.org_id}
     for method, path in (("GET", "/v1/api-keys"), ("GET", f"/v1/api-keys/{a.key['id']}")):
         assert_error(await client.request(method, path, headers=as_a), 404, "not_found_error")
-    created = await client.post("/v1/api-keys", json={"name": "x", "scopes": ["admin"]}, headers=as_a)
+    created = await client.post(
+        "/v1/api-keys", json={"name": "x", "scopes": ["admin"]}, headers=as_a
+    )
     assert_error(created, 404, "not_found_error")
 
     # Nothing of org A changed.
@@ -140,7 +142,9 @@ async def test_unknown_ids_are_404_for_members_too(client: httpx.AsyncClient) ->
     }
     for method, template, body in ROUTES:
         path = template.format(**{**unknown, "org": a.org_id})
-        if "{org}" in template and not any(k in template for k in ("{user}", "{key}", "{invitation}")):
+        if "{org}" in template and not any(
+            k in template for k in ("{user}", "{key}", "{invitation}")
+        ):
             path = template.format(**unknown)  # an unknown organisation itself
         response = await client.request(method, path, json=body, headers=a.owner.headers)
         assert_error(response, 404, "not_found_error")

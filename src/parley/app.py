@@ -15,6 +15,9 @@ from parley.audit import api as audit_api
 from parley.config import Settings
 from parley.context import AppContext
 from parley.db.migrate import upgrade
+from parley.gateway import api as gateway_api
+from parley.gateway import messages_api
+from parley.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from parley.http import errors, health, openapi
 from parley.http.middleware import RequestContextMiddleware
 from parley.keys import api as keys_api
@@ -59,7 +62,9 @@ def create_app(
     )
     app.state.ctx = ctx
     errors.install(app)
-    openapi.install(app)
+    openapi.install(
+        app, body_models=[ChatCompletionRequest, EmbeddingRequest, messages_api.MessagesRequest]
+    )
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     for router in (
         health.router,
@@ -69,6 +74,8 @@ def create_app(
         orgs_api.invitations,
         audit_api.router,
         keys_api.router,
+        gateway_api.router,
+        messages_api.router,
     ):
         app.include_router(router)
     return app

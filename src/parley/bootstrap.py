@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from email_validator import EmailNotValidError, validate_email
+
 from parley.accounts.service import find_user_by_email
 from parley.context import AppContext
 from parley.errors import InvalidRequest
@@ -25,10 +27,17 @@ class Bootstrapped:
 
 
 async def bootstrap(ctx: AppContext, *, email: str, password: str, org_name: str) -> Bootstrapped:
+    org_name = org_name.strip()  # as the organisation stores it, so a rerun finds it
     async with ctx.db.session() as session:
         user = await find_user_by_email(session, email)
         user_created = user is None
         if user is None:
+            try:
+                validate_email(email.strip(), check_deliverability=False)
+            except EmailNotValidError as exc:
+                raise InvalidRequest(
+                    f"Not a valid email address: {exc}", code="invalid_email", param="email"
+                ) from exc
             if problem := password_problem(password, email=email):
                 raise InvalidRequest(problem, code="weak_password", param="password")
             user = await ctx.accounts.create_user(session, email=email, password=password)

@@ -78,7 +78,7 @@ def worker() -> None:
 
     async def run() -> None:
         ctx = AppContext.build(settings)
-        await ctx.start(with_worker=True)
+        await ctx.start(with_worker=True, with_gateway=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

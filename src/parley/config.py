@@ -60,6 +60,10 @@ class Settings(BaseSettings):
 
     auto_migrate: bool = True
 
+    # Gateway: providers and models file (the bundled default when unset)
+    config: Path | None = None
+    usage_flush_s: float = 1.0
+
     sqlite_pragmas: dict[str, str] = Field(
         default_factory=lambda: {
             "journal_mode": "WAL",

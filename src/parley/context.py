@@ -13,6 +13,8 @@ from parley.accounts.service import AccountService
 from parley.backends.factory import Backends, build_backends
 from parley.config import Settings
 from parley.db.engine import Database
+from parley.gateway.config import load_config
+from parley.gateway.service import GatewayService
 from parley.jobs.worker import Handler, Worker
 from parley.keys.cache import KeyCache, KeyUsageTracker
 from parley.keys.service import KeyService
@@ -22,6 +24,7 @@ from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
 from parley.mail.transport import MailTransport, OutboxTransport, SmtpTransport
 from parley.orgs.service import OrgService
+from parley.usage.recorder import UsageRecorder
 
 log = structlog.get_logger("parley")
 
@@ -37,6 +40,8 @@ class AppContext:
     keys: KeyService
     key_cache: KeyCache
     key_usage: KeyUsageTracker
+    usage: UsageRecorder
+    gateway: GatewayService
     clock: Clock = utcnow
     worker: Worker | None = field(default=None)
 
@@ -71,6 +76,8 @@ class AppContext:
         key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
         keys = KeyService(key_cache, key_usage, clock=clock)
+        usage = UsageRecorder(db, flush_s=settings.usage_flush_s)
+        gateway = GatewayService(load_config(settings.config), usage, clock=clock)
         return cls(
             settings=settings,
             db=db,
@@ -81,6 +88,8 @@ class AppContext:
             keys=keys,
             key_cache=key_cache,
             key_usage=key_usage,
+            usage=usage,
+            gateway=gateway,
             clock=clock,
         )
 
@@ -97,9 +106,12 @@ class AppContext:
             clock=self.clock,
         )
 
-    async def start(self, *, with_worker: bool) -> None:
+    async def start(self, *, with_worker: bool, with_gateway: bool = True) -> None:
         await self.key_cache.start()
         self.key_usage.start()
+        self.usage.start()
+        if with_gateway:
+            await self.gateway.start()
         if with_worker:
             self.worker = self.make_worker()
             self.db.jobs_committed = self.worker.wake
@@ -109,6 +121,8 @@ class AppContext:
         if self.worker is not None:
             await self.worker.stop()
             self.db.jobs_committed = None
+        await self.gateway.stop()
+        await self.usage.stop()
         await self.key_usage.stop()
         await self.key_cache.stop()
         await self.backends.close()

@@ -1,4 +1,5 @@
-"""Fixtures for the accounts tests: extra apps with overridden settings, seen from any IP."""
+"""Fixtures for the accounts tests: extra apps with overridden settings, seen from any IP,
+and a quicker clean slate on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def make_app(
     """
 
     async def make(**overrides: Any) -> FastAPI:
-        app = create_app(make_settings(**overrides), clock=clock, configure_logs=False)
+        settings = make_settings(**{"run_worker": False, **overrides})
+        app = create_app(settings, clock=clock, configure_logs=False)
         await _exit_stack.enter_async_context(app.router.lifespan_context(app))
         return app
 
@@ -56,3 +58,9 @@ def connect(_exit_stack: AsyncExitStack) -> ClientFactory:
         return await _exit_stack.enter_async_context(client)
 
     return open_client
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """No background worker: nothing here runs jobs, and its polling costs every test time."""
+    return make_settings(run_worker=False)

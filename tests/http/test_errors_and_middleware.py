@@ -14,13 +14,15 @@ from parley.config import Settings
 from tests.support import FakeClock, assert_error, register
 
 
-async def test_request_id_is_generated_or_echoed(client: httpx.AsyncClient) -> None:
-    generated = await client.get("/healthz")
-    assert generated.headers["x-request-id"].startswith("req_")
-    echoed = await client.get("/healthz", headers={"x-request-id": "trace-1234-abcd"})
-    assert echoed.headers["x-request-id"] == "trace-1234-abcd"
-    unsafe = await client.get("/healthz", headers={"x-request-id": "bad id\twith spaces"})
-    assert unsafe.headers["x-request-id"].startswith("req_")
+async def test_every_response_gets_its_own_request_id(client: httpx.AsyncClient) -> None:
+    first = await client.get("/healthz")
+    second = await client.get("/healthz")
+    assert first.headers["x-request-id"].startswith("req_")
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+    # A client's id cannot take the place of ours (ours keys the usage ledger).
+    chosen = await client.get("/healthz", headers={"x-request-id": "req_chosen-by-client"})
+    assert chosen.headers["x-request-id"] != "req_chosen-by-client"
+    assert chosen.headers["x-request-id"].startswith("req_")
 
 
 async def test_unknown_route_and_method_use_the_envelope(client: httpx.AsyncClient) -> None:
@@ -30,7 +32,9 @@ async def test_unknown_route_and_method_use_the_envelope(client: httpx.AsyncClie
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/v1/auth/login", content=b'{"email": "a@b.c", ', headers={"content-type": "application/json"}
+        "/v1/auth/login",
+        content=b'{"email": "a@b.c", ',
+        headers={"content-type": "application/json"},
     )
     error = assert_error(response, 400, "invalid_request_error", "invalid_json")
     assert "JSON" in error["message"]
@@ -106,7 +110,9 @@ async def test_oversized_bodies_are_413_declared_or_streamed(small_body_app: Fas
         assert_error(ok, 401, "authentication_error", "invalid_credentials")
 
 
-async def test_unexpected_errors_become_a_500_envelope(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_unexpected_errors_become_a_500_envelope(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
     @app.get("/boom-for-test")
     async def boom() -> None:
         raise RuntimeError("secret internal detail")

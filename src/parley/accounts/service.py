@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
@@ -72,6 +73,14 @@ async def users_by_ids(session: AsyncSession, user_ids: Sequence[str]) -> dict[s
     return {u.id: u for u in await repository.get_users(session, user_ids)}
 
 
+def _email_taken() -> Conflict:
+    return Conflict(
+        "An account with this email already exists; log in instead.",
+        code="email_taken",
+        param="email",
+    )
+
+
 class AccountService:
     def __init__(
         self,
@@ -106,13 +115,11 @@ class AccountService:
         if problem := password_problem(password, email=email):
             raise InvalidRequest(problem, code="weak_password", param="password")
         if await repository.get_user_by_email(session, email) is not None:
-            raise Conflict(
-                "An account with this email already exists; log in instead.",
-                code="email_taken",
-                param="email",
-            )
+            raise _email_taken()
+        name = name.strip()
         user = await self.create_user(session, email=email, password=password, name=name)
-        personal = org_name or f"{name or email.split('@', 1)[0]}'s organisation"
+        # A blank org_name (like a missing one) means the default name.
+        personal = (org_name or "").strip() or f"{name or email.split('@', 1)[0]}'s organisation"
         org = await self.orgs.create(
             session, owner=user, name=personal, client_ip=client.ip, personal=True
         )
@@ -133,7 +140,12 @@ class AccountService:
             password_changed_at=now,
         )
         session.add(user)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            # A concurrent sign-up with this email committed after our lookup (email is the
+            # only unique column besides the random id).
+            raise _email_taken() from exc
         return user
 
     async def login(
@@ -330,7 +342,17 @@ class AccountService:
         new_password: str,
         client: ClientInfo,
     ) -> None:
+        # A stolen access token must not buy unlimited guesses at the password.
+        guard = f"pwchange:{user.id}"
+        tries = await self.counters.get(guard)
+        if tries.value >= self.settings.login_max_failures_per_account:
+            raise RateLimited(
+                f"Too many wrong current passwords; try again in {tries.retry_after_s} seconds.",
+                retry_after_s=tries.retry_after_s,
+                code="too_many_password_attempts",
+            )
         if not await self.hasher.verify(user.password_hash, current_password):
+            await self.counters.incr(guard, self.settings.login_failure_window_s)
             raise AuthenticationFailed(
                 "Current password is incorrect.",
                 code="invalid_credentials",

@@ -19,6 +19,13 @@ from sqlalchemy.ext.asyncio import (
 from parley.db.unit import discard_after_commit, run_after_commit
 
 
+def ensure_sqlite_dir(url: str) -> None:
+    """SQLite creates the file but not its folder."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 class Database:
     def __init__(self, url: str, *, sqlite_pragmas: dict[str, str] | None = None) -> None:
         self.url = url
@@ -26,8 +33,7 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            ensure_sqlite_dir(url)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)

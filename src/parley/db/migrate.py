@@ -8,6 +8,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.db.engine import ensure_sqlite_dir
+
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
@@ -18,6 +20,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Blocking; call from a thread when an event loop is running."""
+    ensure_sqlite_dir(url)
     command.upgrade(alembic_config(url), revision)
 
 

@@ -6,6 +6,7 @@ from parley.db.base import Base
 from parley.jobs.models import Job
 from parley.keys.models import ApiKey
 from parley.orgs.models import Invitation, Membership, Organization
+from parley.usage.models import UsageEvent
 
 __all__ = [
     "ApiKey",
@@ -16,5 +17,6 @@ __all__ = [
     "Membership",
     "Organization",
     "RefreshToken",
+    "UsageEvent",
     "User",
 ]

@@ -50,25 +50,93 @@ _bearer = HTTPBearer(
 )
 
 
+def extract_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = None
+) -> str | None:
+    """`Authorization: Bearer ...`, or `x-api-key` as the Anthropic SDK sends it."""
+    if credentials is not None and credentials.credentials:
+        return credentials.credentials
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _missing_credentials() -> AuthenticationFailed:
+    return AuthenticationFailed(
+        "Missing credentials: send 'Authorization: Bearer <access token or API key>'.",
+        code="missing_credentials",
+    )
+
+
+async def authenticate(
+    ctx: AppContext, session: AsyncSession | None, token: str
+) -> tuple[Actor, User | None]:
+    """The actor behind a token; a user token needs a session to load the user."""
+    if looks_like_api_key(token):
+        return await ctx.keys.authenticate(ctx.db, token), None
+    user_id = ctx.accounts.user_id_from_access_token(token)
+    if session is None:
+        async with ctx.db.session() as own:
+            user = await ctx.accounts.get_active_user(own, user_id)
+    else:
+        user = await ctx.accounts.get_active_user(session, user_id)
+    return Actor(user_id=user_id), user
+
+
+def requested_org_id(actor: Actor, user: User | None, header: str | None) -> str:
+    """The org named by `Parley-Organization`, else the key's own or the user's default."""
+    if header is not None:
+        if not has_prefix(header, "org"):
+            raise InvalidRequest(
+                "Parley-Organization must be an organisation id like org_...",
+                code="invalid_organization",
+                param="Parley-Organization",
+            )
+        return header
+    if actor.key_org_id is not None:
+        return actor.key_org_id
+    if user is None or user.default_org_id is None:
+        raise InvalidRequest(
+            "You belong to no organisation; send Parley-Organization or create one.",
+            code="organization_required",
+        )
+    return user.default_org_id
+
+
+async def org_context(
+    ctx: AppContext, session: AsyncSession | None, actor: Actor, org_id: str, ip: str | None
+) -> OrgContext:
+    """The actor in `org_id`; an organisation it does not belong to is a 404."""
+    not_found = NotFound(f"No organisation {org_id} among yours.", code="org_not_found")
+    if actor.api_key_id is not None:
+        if actor.key_org_id != org_id:
+            raise not_found
+        return OrgContext(org_id=org_id, actor=actor, ip=ip)
+    assert actor.user_id is not None
+    if session is None:
+        async with ctx.db.session() as own:
+            role = await ctx.orgs.role_of(own, org_id, actor.user_id)
+    else:
+        role = await ctx.orgs.role_of(session, org_id, actor.user_id)
+    if role is None:
+        raise not_found
+    return OrgContext(org_id=org_id, actor=actor, role=role, ip=ip)
+
+
 async def current_actor(
     ctx: Ctx,
     session: DbSession,
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    if credentials is None or not credentials.credentials:
-        raise AuthenticationFailed(
-            "Missing credentials: send 'Authorization: Bearer <access token or API key>'.",
-            code="missing_credentials",
-        )
-    token = credentials.credentials
-    if looks_like_api_key(token):
-        actor = await ctx.keys.authenticate(session, token)
-    else:
-        user_id = ctx.accounts.user_id_from_access_token(token)
-        request.state.user = await ctx.accounts.get_active_user(session, user_id)
-        actor = Actor(user_id=user_id)
+    token = extract_token(request, credentials)
+    if token is None:
+        raise _missing_credentials()
+    actor, user = await authenticate(ctx, session, token)
     request.state.actor = actor
+    request.state.user = user
     return actor
 
 
@@ -88,21 +156,6 @@ async def current_user(actor: CurrentActor, request: Request) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-async def _org_context(
-    ctx: AppContext, session: AsyncSession, actor: Actor, org_id: str, client: ClientInfo
-) -> OrgContext:
-    not_found = NotFound(f"No organisation {org_id} among yours.", code="org_not_found")
-    if actor.api_key_id is not None:
-        if actor.key_org_id != org_id:
-            raise not_found
-        return OrgContext(org_id=org_id, actor=actor, ip=client.ip)
-    assert actor.user_id is not None
-    role = await ctx.orgs.role_of(session, org_id, actor.user_id)
-    if role is None:
-        raise not_found
-    return OrgContext(org_id=org_id, actor=actor, role=role, ip=client.ip)
-
-
 async def org_from_path(
     ctx: Ctx,
     session: DbSession,
@@ -110,7 +163,7 @@ async def org_from_path(
     client: Client,
     org_id: Annotated[str, Path(description="Organisation id (org_...).")],
 ) -> OrgContext:
-    return await _org_context(ctx, session, actor, org_id, client)
+    return await org_context(ctx, session, actor, org_id, client.ip)
 
 
 async def org_from_header(
@@ -127,25 +180,19 @@ async def org_from_header(
         ),
     ] = None,
 ) -> OrgContext:
-    org_id = parley_organization
-    if org_id is None:
-        if actor.key_org_id is not None:
-            org_id = actor.key_org_id
-        else:
-            user: User = request.state.user
-            org_id = user.default_org_id
-            if org_id is None:
-                raise InvalidRequest(
-                    "You belong to no organisation; send Parley-Organization or create one.",
-                    code="organization_required",
-                )
-    elif not has_prefix(org_id, "org"):
-        raise InvalidRequest(
-            "Parley-Organization must be an organisation id like org_...",
-            code="invalid_organization",
-            param="Parley-Organization",
-        )
-    return await _org_context(ctx, session, actor, org_id, client)
+    org_id = requested_org_id(actor, request.state.user, parley_organization)
+    return await org_context(ctx, session, actor, org_id, client.ip)
+
+
+async def inference_context(ctx: AppContext, request: Request) -> OrgContext:
+    """The hot path's auth: no dependency graph, and no database round trip for a cached key."""
+    token = extract_token(request)
+    if token is None:
+        raise _missing_credentials()
+    actor, user = await authenticate(ctx, None, token)
+    org_id = requested_org_id(actor, user, request.headers.get("parley-organization"))
+    ip = request.client.host if request.client else None
+    return await org_context(ctx, None, actor, org_id, ip)
 
 
 OrgFromPath = Annotated[OrgContext, Depends(org_from_path)]

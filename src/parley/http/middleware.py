@@ -28,10 +28,14 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else new_id("req")
+        # Our own id always: it keys the usage ledger, so a client must not choose it.
+        # A client's id is kept in the logs next to ours.
+        request_id = new_id("req")
         scope.setdefault("state", {})["request_id"] = request_id
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        if _REQUEST_ID.match(incoming):
+            structlog.contextvars.bind_contextvars(client_request_id=incoming)
         started = time.perf_counter()
         status = {"code": 0}
         id_header = (b"x-request-id", request_id.encode())
@@ -69,7 +73,7 @@ class RequestContextMiddleware:
                     status=status["code"] or 500,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.unbind_contextvars("request_id", "client_request_id")
 
     async def _limited_body(
         self, scope: Scope, headers: dict[bytes, bytes], receive: Receive

@@ -6,11 +6,21 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 _ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 
 
-def install(app: FastAPI) -> None:
+def _add_models(spec: dict[str, Any], models: list[type[BaseModel]]) -> None:
+    """Bodies read by hand (the gateway's) still get their schemas in the document."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+
+
+def install(app: FastAPI, *, body_models: list[type[BaseModel]] | None = None) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
@@ -24,6 +34,7 @@ def install(app: FastAPI) -> None:
                 if response is not None:
                     response["description"] = "Body or parameters fail validation"
                     response["content"] = {"application/json": {"schema": {"$ref": _ENVELOPE_REF}}}
+        _add_models(spec, body_models or [])
         schemas = spec.get("components", {}).get("schemas", {})
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)

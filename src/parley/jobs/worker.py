@@ -30,7 +30,11 @@ class RetryLater(Exception):
 
 def backoff_s(attempt: int, base: float = 2.0, cap: float = 3600.0) -> float:
     """Exponential backoff with full jitter: attempt 1 waits up to 2 s, then 4 s, 8 s..."""
-    return random.uniform(0, min(cap, base**attempt))  # noqa: S311 - jitter, not a secret
+    try:
+        ceiling = min(cap, base**attempt)
+    except OverflowError:  # a float power past ~1e308; the cap applies long before
+        ceiling = cap
+    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
 
 
 class Worker:
@@ -70,14 +74,16 @@ class Worker:
 
     async def run_forever(self) -> None:
         while not self._stopping:
+            # Cleared before the poll, not after: a commit that wakes us while we poll must
+            # still cut the next wait short.
+            self._wake.clear()
             try:
                 ran = await self.run_once()
             except Exception:
                 log.exception("worker.poll_failed")
                 ran = 0
-            if ran:
+            if ran or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
 

@@ -39,6 +39,10 @@ class KeyCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, CachedKey] = {}
+        # When each key was last dropped, and when everything was: a lookup that started
+        # before then may have read the key before its revocation committed.
+        self._dropped_at: dict[str, float] = {}
+        self._cleared_at = float("-inf")
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -49,12 +53,29 @@ class KeyCache:
         return entry
 
     def put(self, key_hash: str, entry: CachedKey) -> None:
+        """Keep `entry`, unless it was fetched before a drop of its key (it may be stale)."""
+        dropped_at = max(self._cleared_at, self._dropped_at.get(key_hash, float("-inf")))
+        if entry.fetched_at <= dropped_at:
+            return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[key_hash] = entry
 
     def drop(self, key_hash: str) -> None:
         self._entries.pop(key_hash, None)
+        now = time.monotonic()
+        self._dropped_at.pop(key_hash, None)
+        self._dropped_at[key_hash] = now  # kept in time order
+        # An entry fetched longer than ttl ago is never served, so older drops can go.
+        while self._dropped_at:
+            oldest, at = next(iter(self._dropped_at.items()))
+            if now - at <= self.ttl_s:
+                break
+            del self._dropped_at[oldest]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._cleared_at = time.monotonic()
 
     async def announce_revoked(self, key_hash: str) -> None:
         self.drop(key_hash)
@@ -80,7 +101,7 @@ class KeyCache:
                 raise
             except Exception:
                 log.warning("api_key.revocation_listener_reconnecting")
-                self._entries.clear()  # we may have missed revocations
+                self.clear()  # we may have missed revocations
                 await asyncio.sleep(1)
 
     async def stop(self) -> None:

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.audit import service as audit
 from parley.audit.actions import AuditAction
+from parley.db.engine import Database
 from parley.db.unit import after_commit
 from parley.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from parley.keys import repository
 from parley.keys.cache import CachedKey, KeyCache, KeyUsageTracker
 from parley.keys.models import ApiKey
-from parley.kit.clock import Clock, utcnow
+from parley.kit.clock import Clock, as_utc, utcnow
 from parley.kit.crypto import random_token, sha256_hex
 from parley.kit.ids import new_id
 from parley.orgs.roles import Action, Scope
@@ -61,8 +62,10 @@ class KeyService:
                 "Give the key at least one scope: " + ", ".join(s.value for s in Scope) + ".",
                 param="scopes",
             )
-        if expires_at is not None and expires_at <= now:
-            raise InvalidRequest("expires_at must be in the future.", param="expires_at")
+        if expires_at is not None:
+            if expires_at <= now:
+                raise InvalidRequest("expires_at must be in the future.", param="expires_at")
+            expires_at = as_utc(expires_at)
         secret = KEY_PREFIX + random_token(32)
         key = ApiKey(
             id=new_id("key"),
@@ -122,11 +125,16 @@ class KeyService:
         after_commit(session, lambda: self.cache.announce_revoked(key_hash))
         return key
 
-    async def authenticate(self, session: AsyncSession, secret: str) -> Actor:
+    async def authenticate(self, db: Database, secret: str) -> Actor:
+        """Cached: a known key costs no database round trip until its entry expires."""
         key_hash = sha256_hex(secret)
         entry = self.cache.get(key_hash)
         if entry is None:
-            key = await repository.get_by_hash(session, key_hash)
+            # Taken before the read: a revocation announced after this instant may not be
+            # in what we read, so the cache refuses to keep the entry (see KeyCache.put).
+            fetched_at = time.monotonic()
+            async with db.session() as session:
+                key = await repository.get_by_hash(session, key_hash)
             if key is None:
                 raise AuthenticationFailed(
                     "Invalid API key; check the key or create a new one.", code="invalid_api_key"
@@ -137,7 +145,7 @@ class KeyService:
                 scopes=frozenset(Scope(s) for s in key.scopes if s in _SCOPES),
                 expires_at=key.expires_at,
                 revoked=key.revoked_at is not None,
-                fetched_at=time.monotonic(),
+                fetched_at=fetched_at,
             )
             self.cache.put(key_hash, entry)
         if entry.revoked:

@@ -53,14 +53,23 @@ class AccessTokenSigner:
                 self._key,
                 algorithms=[self.algorithm],
                 issuer=self.issuer,
-                # Expiry is checked below against the injectable clock.
-                options={"require": ["sub", "exp", "iat", "iss", "typ"], "verify_exp": False},
+                # Time claims are checked below against the injectable clock, not the wall
+                # clock (PyJWT refuses an `iat` later than its own now: clock skew between
+                # processes, or a moved test clock, would reject fresh tokens).
+                options={
+                    "require": ["sub", "exp", "iat", "iss", "typ"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise TokenInvalid from exc
         if payload.get("typ") != "access":
             raise TokenInvalid
-        expires_at = datetime.fromtimestamp(payload["exp"], tz=now.tzinfo)
+        try:
+            expires_at = datetime.fromtimestamp(int(payload["exp"]), tz=now.tzinfo)
+        except (TypeError, ValueError, OverflowError, OSError) as exc:
+            raise TokenInvalid from exc
         if expires_at <= now:
             raise TokenExpired
         return AccessClaims(payload["sub"], expires_at, payload.get("jti", ""))

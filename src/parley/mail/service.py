@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,7 +43,9 @@ def build_message(payload: dict[str, Any], *, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = payload["to"]
-    message["Subject"] = payload["subject"]
+    # A subject is one line; one built from user text (an organisation's name) may hold line
+    # breaks, which email headers refuse: the job would fail on every retry.
+    message["Subject"] = " ".join(str(payload["subject"]).split())
     message["Message-ID"] = payload["message_id"]
     message.set_content(payload["text"])
     if payload.get("html"):

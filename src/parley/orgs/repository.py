@@ -14,6 +14,12 @@ async def get_org(session: AsyncSession, org_id: str) -> Organization | None:
     return await session.get(Organization, org_id)
 
 
+async def lock_org(session: AsyncSession, org_id: str) -> Organization | None:
+    """Take the organisation's row lock, serialising writers that check-then-insert in it."""
+    stmt = select(Organization).where(Organization.id == org_id).with_for_update()
+    return await session.scalar(stmt)
+
+
 async def memberships_of_user(
     session: AsyncSession, user_id: str
 ) -> Sequence[tuple[Organization, Membership]]:
@@ -51,8 +57,9 @@ async def list_members(
 async def count_owners(session: AsyncSession, org_id: str, *, lock: bool = False) -> int:
     owners = scoped(Membership, org_id).where(Membership.role == "owner")
     if lock:
-        # Lock the owner rows so two concurrent demotions cannot both pass the check.
-        owners = owners.with_for_update()
+        # Lock the owner rows so two concurrent demotions cannot both pass the check; always
+        # in id order, so two transactions locking them cannot each hold one the other wants.
+        owners = owners.order_by(Membership.id).with_for_update()
         return len((await session.scalars(owners)).all())
     stmt = select(func.count()).select_from(owners.subquery())
     return int(await session.scalar(stmt) or 0)

@@ -143,6 +143,9 @@ class OrgService:
         return [(m, users[m.user_id]) for m in members if m.user_id in users], has_more
 
     async def _member(self, session: AsyncSession, ctx: OrgContext, user_id: str) -> Membership:
+        # Lock the owner rows before the target's: locking the target first lets two owners
+        # demoting each other at once each hold a row the other waits for (a deadlock, 500).
+        await repository.count_owners(session, ctx.org_id, lock=True)
         membership = await repository.get_membership(session, ctx.org_id, user_id, for_update=True)
         if membership is None:
             raise NotFound(f"No member {user_id} in this organisation.", code="member_not_found")
@@ -221,6 +224,9 @@ class OrgService:
     ) -> CreatedInvitation:
         ctx.require(Action.INVITATIONS_CREATE)
         self._check_can_manage(ctx, role)
+        # Serialise invitations to this organisation: two at once for the same email would
+        # otherwise both pass the pending check below and both be sent.
+        await repository.lock_org(session, ctx.org_id)
         email = accounts.normalize_email(email)
         existing_user = await accounts.find_user_by_email(session, email)
         if existing_user and await repository.get_membership(session, ctx.org_id, existing_user.id):

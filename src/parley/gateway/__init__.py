@@ -1,0 +1,1 @@
+"""The AI gateway: OpenAI- and Anthropic-compatible inference over many providers."""

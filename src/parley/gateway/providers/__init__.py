@@ -1,0 +1,1 @@
+"""One module per wire format; each translates to and from the OpenAI chat shape."""

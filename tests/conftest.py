@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import yaml
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
@@ -27,11 +28,13 @@ from parley.app import create_app
 from parley.config import Settings
 from parley.db.migrate import upgrade
 from parley.db.models import Base
-from tests.support import FakeClock
+from parley.gateway.config import DEFAULT_CONFIG
+from tests.support import ROOMY_PLANS, FakeClock
 
 PG_ADMIN_DSN = os.environ.get("PARLEY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 STACKS = ["embedded", "scaleout"]
+SEEDED_TABLES = {"plans"}  # reference data the migrations insert
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +81,20 @@ async def _clear_pg(url: str) -> None:
     try:
         async with conn.transaction():
             for table in reversed(Base.metadata.sorted_tables):
-                await conn.execute(f'DELETE FROM "{table.name}"')
+                if table.name not in SEEDED_TABLES:
+                    await conn.execute(f'DELETE FROM "{table.name}"')
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def default_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled providers and models, on the roomy test plans."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["plans"] = ROOMY_PLANS
+    path = tmp_path_factory.mktemp("config") / "parley.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @pytest.fixture(params=STACKS)
@@ -107,7 +121,9 @@ def database_url(request: pytest.FixtureRequest, stack: str, tmp_path: Path) -> 
 
 
 @pytest.fixture
-def make_settings(stack: str, database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(
+    stack: str, database_url: str, tmp_path: Path, default_config: Path
+) -> Callable[..., Settings]:
     """Settings for an app under test; keyword arguments override."""
     namespace = f"parley-test-{uuid.uuid4().hex[:10]}"
 
@@ -126,6 +142,7 @@ def make_settings(stack: str, database_url: str, tmp_path: Path) -> Callable[...
             "key_last_used_flush_s": 0.1,
             "log_json": True,
             "public_url": "http://parley.test",
+            "config": default_config,
         }
         values.update(overrides)
         return Settings(**values)

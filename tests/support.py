@@ -10,6 +10,12 @@ from typing import Any
 import httpx
 
 PASSWORD = "correct horse battery staple"
+
+# Tests run on a roomy free plan so that setting up members and making many calls is not
+# limited; the tests of plans, seats and quotas set the real limits explicitly.
+ROOMY_PLANS: dict[str, dict[str, Any]] = {
+    "free": {"seats": 1000, "rpm": 1_000_000, "tpm": 1_000_000_000, "messages": 1_000_000}
+}
 _counter = itertools.count()
 
 

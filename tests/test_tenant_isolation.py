@@ -53,6 +53,13 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
 ]
 
 
+# Routes with an id that is not an organisation's object, and why they are not walked.
+NOT_ORG_OBJECTS = {
+    ("GET", "/v1/models/{}"): "models are the platform's, filtered by plan (tested in gateway)",
+    ("PUT", "/v1/admin/orgs/{}/subscription"): "platform operators only: 403 for everyone else",
+}
+
+
 def _fill(template: str, a: OrgA) -> str:
     return template.format(
         org=a.org_id, user=a.member.user_id, key=a.key["id"], invitation=a.invitation_id
@@ -66,7 +73,9 @@ def test_every_object_route_is_walked(app: FastAPI) -> None:
         if "{" not in path:
             continue
         for method in operations:
-            key = (method.upper(), re.sub(r"\{\w+\}", "{}", path))
+            key = (method.upper(), re.sub(r"\{[\w:]+\}", "{}", path))
+            if key in NOT_ORG_OBJECTS:
+                continue
             assert key in walked, f"{key} is not in the tenant isolation walk"
 
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from parley import __version__
 from parley.accounts import api as accounts_api
 from parley.audit import api as audit_api
+from parley.billing import api as billing_api
 from parley.config import Settings
 from parley.context import AppContext
 from parley.db.migrate import upgrade
@@ -24,6 +25,7 @@ from parley.keys import api as keys_api
 from parley.kit.clock import Clock, utcnow
 from parley.logging import configure_logging
 from parley.orgs import api as orgs_api
+from parley.usage import api as usage_api
 
 log = structlog.get_logger("parley")
 
@@ -74,6 +76,9 @@ def create_app(
         orgs_api.invitations,
         audit_api.router,
         keys_api.router,
+        billing_api.router,
+        billing_api.admin,
+        usage_api.router,
         gateway_api.router,
         messages_api.router,
     ):

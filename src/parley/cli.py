@@ -6,11 +6,15 @@ import asyncio
 import dataclasses
 import json
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
 
+from parley.accounts.service import find_user_by_email
 from parley.config import Settings
+from parley.context import AppContext
+from parley.errors import NotFound, ParleyError
 
 app = typer.Typer(
     help="Parley: a self-hostable, multi-tenant AI API platform.", no_args_is_help=True
@@ -127,6 +131,81 @@ def bootstrap_cmd(
     else:
         for key, value in result.items():
             typer.echo(f"{key}: {value}")
+
+
+@admin.command("set-plan")
+def set_plan_cmd(
+    org: Annotated[str, typer.Argument(help="Organisation id (org_...).")],
+    plan: Annotated[
+        str, typer.Argument(help="free | starter | professional | enterprise | custom")
+    ],
+    interval: Annotated[str | None, typer.Option(help="month or year.")] = None,
+    messages: Annotated[int | None, typer.Option(help="Custom: messages per period.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Custom: requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Custom: tokens per minute.")] = None,
+    seats: Annotated[int | None, typer.Option(help="Custom: seats.")] = None,
+    storage_mb: Annotated[int | None, typer.Option(help="Custom: knowledge-base MB.")] = None,
+) -> None:
+    """Put an organisation on a plan; custom limits left out keep the enterprise value."""
+    custom = {
+        "messages": messages,
+        "rpm": rpm,
+        "tpm": tpm,
+        "seats": seats,
+        "storage_mb": storage_mb,
+    }
+
+    async def change(ctx: AppContext) -> str:
+        async with ctx.db.session() as session:
+            if await ctx.orgs.find(session, org) is None:
+                raise NotFound(f"No organisation {org}.")
+            sub = await ctx.billing.set_plan(session, org, plan, interval=interval, custom=custom)
+            limits = ctx.billing.plan(sub.plan_id).limits.with_overrides(sub.custom_limits)
+        return f"{org} is on {sub.plan_id} ({sub.interval}ly): {limits}"
+
+    typer.echo(_run_admin(change))
+
+
+@admin.command("grant-operator")
+def grant_operator_cmd(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+) -> None:
+    """Let a user change organisations' plans through the API (platform operator)."""
+
+    async def grant(ctx: AppContext) -> str:
+        async with ctx.db.session() as session:
+            user = await find_user_by_email(session, email)
+            if user is None:
+                raise NotFound(f"No user with email {email}.")
+            user.is_platform_admin = True
+        return f"{email} is a platform operator"
+
+    typer.echo(_run_admin(grant))
+
+
+def _run_admin(action: Callable[[AppContext], Awaitable[str]]) -> str:
+    """Migrate, build the context (billing loaded), run one operator action, report errors."""
+    from parley.db.migrate import upgrade
+    from parley.logging import configure_logging
+
+    settings = Settings()
+    configure_logging("WARNING", json=settings.log_json)
+    upgrade(settings.resolved_database_url)
+
+    async def run() -> str:
+        ctx = AppContext.build(settings)
+        try:
+            await ctx.billing.load_plans()
+            return await action(ctx)
+        finally:
+            await ctx.db.dispose()
+            await ctx.backends.close()
+
+    try:
+        return asyncio.run(run())
+    except ParleyError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import structlog
 
 from parley.accounts.service import AccountService
 from parley.backends.factory import Backends, build_backends
+from parley.billing.service import BillingService
 from parley.config import Settings
 from parley.db.engine import Database
 from parley.gateway.config import load_config
@@ -24,7 +25,9 @@ from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
 from parley.mail.transport import MailTransport, OutboxTransport, SmtpTransport
 from parley.orgs.service import OrgService
+from parley.usage.quotas import QuotaService
 from parley.usage.recorder import UsageRecorder
+from parley.usage.service import UsageService
 
 log = structlog.get_logger("parley")
 
@@ -41,6 +44,9 @@ class AppContext:
     key_cache: KeyCache
     key_usage: KeyUsageTracker
     usage: UsageRecorder
+    billing: BillingService
+    quotas: QuotaService
+    usage_reports: UsageService
     gateway: GatewayService
     clock: Clock = utcnow
     worker: Worker | None = field(default=None)
@@ -64,7 +70,9 @@ class AppContext:
         signer = AccessTokenSigner(
             settings.signing_key(), issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
         )
-        orgs = OrgService(settings, clock=clock)
+        gateway_config = load_config(settings.config)
+        billing = BillingService(db, backends.pubsub, overrides=gateway_config.plans, clock=clock)
+        orgs = OrgService(settings, billing=billing, clock=clock)
         accounts = AccountService(
             settings,
             hasher=hasher,
@@ -77,7 +85,9 @@ class AppContext:
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
         keys = KeyService(key_cache, key_usage, clock=clock)
         usage = UsageRecorder(db, flush_s=settings.usage_flush_s)
-        gateway = GatewayService(load_config(settings.config), usage, clock=clock)
+        quotas = QuotaService(backends.limiter, billing, db, usage, clock=clock)
+        usage_reports = UsageService(billing, orgs, usage, clock=clock)
+        gateway = GatewayService(gateway_config, usage, quotas, clock=clock)
         return cls(
             settings=settings,
             db=db,
@@ -89,6 +99,9 @@ class AppContext:
             key_cache=key_cache,
             key_usage=key_usage,
             usage=usage,
+            billing=billing,
+            quotas=quotas,
+            usage_reports=usage_reports,
             gateway=gateway,
             clock=clock,
         )
@@ -110,6 +123,7 @@ class AppContext:
         await self.key_cache.start()
         self.key_usage.start()
         self.usage.start()
+        await self.billing.start()
         if with_gateway:
             await self.gateway.start()
         if with_worker:
@@ -122,6 +136,8 @@ class AppContext:
             await self.worker.stop()
             self.db.jobs_committed = None
         await self.gateway.stop()
+        await self.quotas.drain()
+        await self.billing.stop()
         await self.usage.stop()
         await self.key_usage.stop()
         await self.key_cache.stop()

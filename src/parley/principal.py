@@ -17,6 +17,9 @@ class Actor:
     # For an API key: its organisation and scopes.
     key_org_id: str | None = None
     scopes: frozenset[Scope] = field(default_factory=frozenset)
+    # A key's own rate limits, below its plan's.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
     @property
     def is_user(self) -> bool:

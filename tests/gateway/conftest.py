@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from parley.config import Settings
 from tests.gateway.fakes.openai_server import FakeOpenAI
-from tests.support import Account, create_key, register
+from tests.support import ROOMY_PLANS, Account, create_key, register
 
 
 @pytest.fixture
@@ -38,8 +38,18 @@ async def fake_backup() -> AsyncIterator[FakeOpenAI]:
 def gateway_config(primary: str, backup: str, **gateway: Any) -> dict[str, Any]:
     return {
         "providers": {
-            "primary": {"type": "openai", "base_url": primary, "api_key": "sk-upstream-primary", "timeout_s": 2},
-            "backup": {"type": "openai", "base_url": backup, "api_key": "sk-upstream-backup", "timeout_s": 2},
+            "primary": {
+                "type": "openai",
+                "base_url": primary,
+                "api_key": "sk-upstream-primary",
+                "timeout_s": 2,
+            },
+            "backup": {
+                "type": "openai",
+                "base_url": backup,
+                "api_key": "sk-upstream-backup",
+                "timeout_s": 2,
+            },
             "mock": {"type": "mock"},
         },
         "models": {
@@ -56,15 +66,21 @@ def gateway_config(primary: str, backup: str, **gateway: Any) -> dict[str, Any]:
             },
             "solo": {
                 "tier": "basic",
-                "deployments": [{"provider": "primary", "model": "upstream-solo", "max_retries": 2}],
+                "deployments": [
+                    {"provider": "primary", "model": "upstream-solo", "max_retries": 2}
+                ],
             },
-            "parley-mock": {"tier": "basic", "deployments": [{"provider": "mock", "model": "parley-mock"}]},
+            "parley-mock": {
+                "tier": "basic",
+                "deployments": [{"provider": "mock", "model": "parley-mock"}],
+            },
             "embed-small": {
                 "kind": "embedding",
                 "price": {"input_per_mtok_usd": 0.02},
                 "deployments": [{"provider": "primary", "model": "upstream-embed"}],
             },
         },
+        "plans": ROOMY_PLANS,
         "gateway": {
             "deadline_s": 10,
             "breaker": {"failure_threshold": 3, "cooldown_s": 30},
@@ -82,10 +98,15 @@ def gateway_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def gateway_yaml(
-    tmp_path: Path, fake_openai: FakeOpenAI, fake_backup: FakeOpenAI, gateway_overrides: dict[str, Any]
+    tmp_path: Path,
+    fake_openai: FakeOpenAI,
+    fake_backup: FakeOpenAI,
+    gateway_overrides: dict[str, Any],
 ) -> Path:
     path = tmp_path / "parley.yaml"
-    path.write_text(yaml.safe_dump(gateway_config(fake_openai.url, fake_backup.url, **gateway_overrides)))
+    path.write_text(
+        yaml.safe_dump(gateway_config(fake_openai.url, fake_backup.url, **gateway_overrides))
+    )
     return path
 
 
@@ -123,7 +144,7 @@ async def live_url(app: FastAPI) -> AsyncIterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"

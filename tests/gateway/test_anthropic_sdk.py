@@ -47,7 +47,9 @@ async def test_message_served_by_an_openai_provider(
     assert sent["max_tokens"] == 100
 
 
-async def test_streamed_message(live_claude: anthropic.AsyncAnthropic, fake_openai: FakeOpenAI) -> None:
+async def test_streamed_message(
+    live_claude: anthropic.AsyncAnthropic, fake_openai: FakeOpenAI
+) -> None:
     async with live_claude.messages.stream(
         model="gpt-4o-mini", max_tokens=100, messages=[{"role": "user", "content": "Stream it"}]
     ) as stream:

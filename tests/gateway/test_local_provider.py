@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("llama_cpp")  # the one allowed skip: the `local` extra is optional
-
 from parley.gateway.errors import UpstreamError
 from parley.gateway.providers import local as local_module
 from parley.gateway.providers.base import Deployment, ProviderSettings
 from parley.gateway.providers.local import LocalProvider, _messages
+
+# The one allowed skip: the `local` extra is optional. Imported after the provider module,
+# which tunes OpenMP before llama_cpp loads it.
+pytest.importorskip("llama_cpp")
 
 pytestmark = pytest.mark.local_model
 
@@ -153,20 +155,23 @@ async def test_cancelling_a_stream_consumer_stops_generation(provider: LocalProv
 
 
 async def test_a_prompt_longer_than_the_context_is_a_client_error() -> None:
-    small = LocalProvider(ProviderSettings(name="tiny", type="local", options={"n_ctx": 64}))
+    small = LocalProvider(ProviderSettings(name="tiny", type="local", options={"n_ctx": 256}))
     await small.start()
     try:
-        long_prompt = [{"role": "user", "content": "word " * 200}]
+        long_prompt = [{"role": "user", "content": "word " * 400}]
         with pytest.raises(UpstreamError) as chat_error:
             await small.chat(request(long_prompt), DEPLOYMENT, timeout_s=60)
         assert chat_error.value.status == 400
         assert chat_error.value.client_fault
+        assert "exceed context window" in chat_error.value.message
 
         stream = small.stream(request(long_prompt), DEPLOYMENT, timeout_s=60)
         with pytest.raises(UpstreamError) as stream_error:
             await stream.__anext__()  # fails before the first chunk, so the router can react
         assert stream_error.value.status == 400
-        assert not small._lock.locked()
+        async with asyncio.timeout(1):  # the model thread lets go of the model
+            await small._lock.acquire()
+        small._lock.release()
     finally:
         await small.close()
 

@@ -20,7 +20,8 @@ async def test_chat_completion(sdk: openai.AsyncOpenAI, fake_openai: FakeOpenAI)
     completion = raw.parse()
     assert completion.choices[0].message.content == fake_openai.reply
     assert completion.model == "gpt-4o-mini"
-    assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.total_tokens > 0
     assert raw.headers["x-parley-provider"] == "primary"
     assert raw.headers["x-parley-attempts"] == "1"
     assert raw.headers["x-request-id"].startswith("req_")
@@ -51,7 +52,8 @@ async def test_streaming(live_sdk: openai.AsyncOpenAI, fake_openai: FakeOpenAI) 
         if chunk.usage:
             usage = chunk.usage
     assert "".join(text) == fake_openai.reply
-    assert usage is not None and usage.completion_tokens == len(fake_openai.reply.split())
+    assert usage is not None
+    assert usage.completion_tokens == len(fake_openai.reply.split())
 
 
 async def test_streaming_without_usage_hides_the_usage_chunk(
@@ -79,7 +81,9 @@ async def test_tool_calls(sdk: openai.AsyncOpenAI) -> None:
         }
     ]
     completion = await sdk.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=tools
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=tools,
     )
     call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert call.function.name == "get_weather"
@@ -109,7 +113,8 @@ async def test_streamed_tool_call_deltas(live_sdk: openai.AsyncOpenAI) -> None:
 
 async def test_embeddings(sdk: openai.AsyncOpenAI) -> None:
     single = await sdk.embeddings.create(model="embed-small", input="hello world")
-    assert len(single.data) == 1 and len(single.data[0].embedding) == 8
+    assert len(single.data) == 1
+    assert len(single.data[0].embedding) == 8
     many = await sdk.embeddings.create(model="embed-small", input=["a", "b c"], dimensions=4)
     assert [len(d.embedding) for d in many.data] == [4, 4]
     assert many.usage.prompt_tokens == 3
@@ -125,7 +130,11 @@ async def test_models(sdk: openai.AsyncOpenAI) -> None:
 
 
 async def test_typed_errors(
-    app: FastAPI, client: httpx.AsyncClient, account: Account, fake_openai: FakeOpenAI, fake_backup: FakeOpenAI
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    account: Account,
+    fake_openai: FakeOpenAI,
+    fake_backup: FakeOpenAI,
 ) -> None:
     transport = httpx.ASGITransport(app=app)
 
@@ -140,14 +149,16 @@ async def test_typed_errors(
     messages = [{"role": "user", "content": "Hi"}]
     with pytest.raises(openai.AuthenticationError) as auth:
         await sdk_with("sk-parley-not-a-real-key").chat.completions.create(
-            model="gpt-4o-mini", messages=messages  # type: ignore[arg-type]
+            model="gpt-4o-mini",
+            messages=messages,  # type: ignore[arg-type]
         )
     assert auth.value.code == "invalid_api_key"
 
     admin_only = await create_key(client, account, scopes=["admin"])
     with pytest.raises(openai.PermissionDeniedError):
         await sdk_with(admin_only["key"]).chat.completions.create(
-            model="gpt-4o-mini", messages=messages  # type: ignore[arg-type]
+            model="gpt-4o-mini",
+            messages=messages,  # type: ignore[arg-type]
         )
 
     key = (await create_key(client, account, scopes=["inference"]))["key"]
@@ -157,7 +168,9 @@ async def test_typed_errors(
 
     with pytest.raises(openai.BadRequestError) as bad:
         await sdk_with(key).chat.completions.create(
-            model="gpt-4o-mini", messages=messages, temperature=5  # type: ignore[arg-type]
+            model="gpt-4o-mini",
+            messages=messages,
+            temperature=5,  # type: ignore[arg-type]
         )
     assert bad.value.param == "temperature"
 

@@ -53,7 +53,7 @@ async def usage_rows(app: FastAPI, *, flush: bool = True) -> list[UsageEvent]:
     if flush:
         await ctx.usage.flush()
     async with ctx.db.session() as session:
-        result = await session.scalars(select(UsageEvent).order_by(UsageEvent.created_at))
+        result = await session.scalars(select(UsageEvent).order_by(UsageEvent.id))
         return list(result)
 
 
@@ -247,19 +247,26 @@ async def test_a_client_that_leaves_before_the_first_byte_is_metered_as_cancelle
         ("/v1/chat/completions", chat, "chat", False),
         ("/v1/embeddings", {"model": "embed-small", "input": "hello"}, "embeddings", False),
     ]
-    fake_openai.hang_next(0.8, times=len(calls))  # the client gives up before any answer
+    fake_openai.hang_next(0.5, times=len(calls))  # no answer before the client gives up
     headers = {"Authorization": f"Bearer {key['key']}"}
     async with httpx.AsyncClient(base_url=live_url, timeout=10) as http:
         for path, body, _, _ in calls:
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(http.post(path, json=body, headers=headers), 0.3)
+            seen = len(fake_openai.requests)
+            task = asyncio.create_task(http.post(path, json=body, headers=headers))
+            for _ in range(200):  # until the upstream call is under way
+                if len(fake_openai.requests) > seen:
+                    break
+                await asyncio.sleep(0.01)
+            task.cancel()  # then hang up
+            with pytest.raises(asyncio.CancelledError):
+                await task
     rows: list[UsageEvent] = []
     for _ in range(60):
         rows = await usage_rows(app)
         if len(rows) == len(calls):
             break
         await asyncio.sleep(0.05)
-    assert [(r.endpoint, r.stream) for r in rows] == [(c[2], c[3]) for c in calls]
+    assert sorted((r.endpoint, r.stream) for r in rows) == sorted((c[2], c[3]) for c in calls)
     for row in rows:
         assert (row.status, row.error_type) == ("cancelled", "client_disconnected")
         assert (row.provider, row.attempts, row.cost_micros) == ("primary", 1, 0)

@@ -2,6 +2,7 @@
 
 from parley.accounts.models import RefreshToken, User
 from parley.audit.models import AuditEvent
+from parley.billing.models import PlanRow, QuotaNotice, Subscription
 from parley.db.base import Base
 from parley.jobs.models import Job
 from parley.keys.models import ApiKey
@@ -16,7 +17,10 @@ __all__ = [
     "Job",
     "Membership",
     "Organization",
+    "PlanRow",
+    "QuotaNotice",
     "RefreshToken",
+    "Subscription",
     "UsageEvent",
     "User",
 ]

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from parley.context import AppContext
-from parley.errors import InvalidRequest
+from parley.errors import InvalidRequest, NotFound
 from parley.gateway.catalog import ModelSpec
 from parley.gateway.errors import StreamInterrupted
 from parley.gateway.router import Attempts
@@ -99,10 +99,15 @@ async def chat_completions(request: Request) -> Response:
     org = await inference_context(ctx, request)
     body, spec, _ = ctx.gateway.prepare_chat(org, await read_json(request))
     request_id: str = request.state.request_id
-    if body.get("stream"):
-        return await _stream(ctx, request, org, body, spec, request_id)
-    done = await until_disconnect(request, ctx.gateway.chat(org, request_id, body, spec))
-    return json_response(done.body, inference_headers(spec, done.attempts))
+    ticket = await ctx.gateway.admit(org, request_id, spec, body, counts_message=True)
+    try:
+        if body.get("stream"):
+            return await _stream(ctx, request, org, body, spec, request_id, ticket.headers)
+        done = await until_disconnect(request, ctx.gateway.chat(org, request_id, body, spec))
+    except BaseException:
+        ctx.gateway.release(request_id)  # a no-op once the usage was recorded
+        raise
+    return json_response(done.body, {**inference_headers(spec, done.attempts), **ticket.headers})
 
 
 async def _stream(
@@ -112,6 +117,7 @@ async def _stream(
     body: dict[str, Any],
     spec: ModelSpec,
     request_id: str,
+    limit_headers: dict[str, str],
 ) -> Response:
     handle, chunks = await until_disconnect(
         request, ctx.gateway.open_stream(org, request_id, body, spec)
@@ -143,6 +149,7 @@ async def _stream(
 
     headers = {
         **inference_headers(spec, handle.attempts),
+        **limit_headers,
         "cache-control": "no-cache",
         "x-accel-buffering": "no",
     }
@@ -162,7 +169,7 @@ async def embeddings(request: Request) -> Response:
     done = await until_disconnect(
         request, ctx.gateway.embeddings(org, request.state.request_id, body)
     )
-    return json_response(done.body, inference_headers(done.spec, done.attempts))
+    return json_response(done.body, {**inference_headers(done.spec, done.attempts), **done.headers})
 
 
 def _model_json(spec: ModelSpec) -> dict[str, Any]:
@@ -179,7 +186,7 @@ async def list_models(request: Request) -> Response:
     ctx = _ctx(request)
     org = await inference_context(ctx, request)
     org.require(Action.INFERENCE)
-    data = [_model_json(s) for s in ctx.gateway.models_for(org)]
+    data = [_model_json(s) for s in await ctx.gateway.models_for(org)]
     return json_response({"object": "list", "data": data}, {})
 
 
@@ -193,13 +200,14 @@ async def get_model(model_id: str, request: Request) -> Response:
     ctx = _ctx(request)
     org = await inference_context(ctx, request)
     org.require(Action.INFERENCE)
-    spec = ctx.gateway.model(org, model_id, kind=_kind_of(ctx, model_id))
+    spec = ctx.gateway.catalog.resolve(model_id)
+    if spec is None or spec not in await ctx.gateway.models_for(org):
+        raise NotFound(
+            f"The model '{model_id}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
     return json_response(_model_json(spec), {})
-
-
-def _kind_of(ctx: AppContext, name: str) -> str:
-    spec = ctx.gateway.catalog.resolve(name)
-    return spec.kind if spec else "chat"
 
 
 @router.get(

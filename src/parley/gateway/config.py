@@ -84,6 +84,8 @@ class GatewayConfig(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
+    # Overrides of the seeded plans, by plan id: {starter: {messages: 20000, rpm: 120}}.
+    plans: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("models")
     @classmethod

@@ -29,11 +29,13 @@ from parley.gateway.api import (
     read_json,
     until_disconnect,
 )
+from parley.gateway.catalog import ModelSpec
 from parley.gateway.errors import StreamInterrupted
 from parley.gateway.schemas import validate
 from parley.gateway.sse import encode_event
 from parley.http.deps import inference_context
 from parley.http.errors import error_responses
+from parley.principal import OrgContext
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -124,6 +126,24 @@ async def _messages(request: Request) -> Response:
         raise InvalidRequest(str(exc)) from exc
     chat_request, spec, _ = ctx.gateway.prepare_chat(org, chat_request)
     request_id: str = request.state.request_id
+    ticket = await ctx.gateway.admit(org, request_id, spec, chat_request, counts_message=True)
+    try:
+        return await _answer(request, org, body, chat_request, spec, request_id, ticket.headers)
+    except BaseException:
+        ctx.gateway.release(request_id)  # a no-op once the usage was recorded
+        raise
+
+
+async def _answer(
+    request: Request,
+    org: OrgContext,
+    body: dict[str, Any],
+    chat_request: dict[str, Any],
+    spec: ModelSpec,
+    request_id: str,
+    limit_headers: dict[str, str],
+) -> Response:
+    ctx = _ctx(request)
     if body.get("stream"):
         handle, chunks = await until_disconnect(
             request,
@@ -146,11 +166,16 @@ async def _messages(request: Request) -> Response:
                     },
                 )
 
-        headers = {**inference_headers(spec, handle.attempts), "cache-control": "no-cache"}
+        headers = {
+            **inference_headers(spec, handle.attempts),
+            **limit_headers,
+            "cache-control": "no-cache",
+        }
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
     done = await until_disconnect(
         request, ctx.gateway.chat(org, request_id, chat_request, spec, endpoint="messages")
     )
     return json_response(
-        openai_to_anthropic_response(done.body, spec.name), inference_headers(spec, done.attempts)
+        openai_to_anthropic_response(done.body, spec.name),
+        {**inference_headers(spec, done.attempts), **limit_headers},
     )

@@ -193,7 +193,13 @@ class Router:
                 breaker.in_flight += 1
                 started = self.monotonic()
                 try:
-                    result = await call(provider, deployment, timeout_s)
+                    try:
+                        result = await call(provider, deployment, timeout_s)
+                    except ValueError as exc:
+                        # A provider's translation found something it cannot express.
+                        raise UpstreamError(
+                            str(exc), status=400, provider=deployment.provider
+                        ) from exc
                 except UpstreamError as error:
                     last = error
                     attempts.errors.append(f"{deployment.id}: {error.message}")

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 from parley.errors import InvalidRequest, NotFound, ParleyError
@@ -22,6 +23,7 @@ from parley.kit.clock import Clock, utcnow
 from parley.kit.tokens import content_text, count_messages, count_text
 from parley.orgs.roles import Action
 from parley.principal import OrgContext
+from parley.usage.quotas import QuotaService, Ticket
 from parley.usage.recorder import Usage, UsageRecorder
 
 log = structlog.get_logger("parley.gateway")
@@ -32,6 +34,7 @@ class Completion:
     body: Json
     spec: ModelSpec
     attempts: Attempts
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +55,13 @@ class Metering:
         self.completion_tokens = int(usage.get("completion_tokens") or 0)
         details = usage.get("completion_tokens_details") or {}
         self.reasoning_tokens = int(details.get("reasoning_tokens") or 0)
+
+
+def _estimate_tokens(request: Json) -> int:
+    """What a request may use, for tokens-per-minute before the real count is known."""
+    text = request.get("messages") or request.get("input") or ""
+    size = len(orjson.dumps(text)) // 4
+    return size + int(request.get("max_completion_tokens") or request.get("max_tokens") or 0)
 
 
 def _max_output(request: Json, spec: ModelSpec) -> int:
@@ -92,11 +102,15 @@ class GatewayService:
         self,
         config: GatewayConfig,
         recorder: UsageRecorder,
+        quotas: QuotaService,
         *,
         clock: Clock = utcnow,
     ) -> None:
         self.config = config.usable()
         self.recorder = recorder
+        self.quotas = quotas
+        # Admitted requests by request id, until their usage is recorded and settled.
+        self._tickets: dict[str, Ticket] = {}
         self.clock = clock
         self.providers: dict[str, Provider] = {}
         self.catalog = ModelCatalog(self.config)
@@ -137,8 +151,33 @@ class GatewayService:
 
     # --- models --------------------------------------------------------------------------
 
-    def models_for(self, ctx: OrgContext) -> list[ModelSpec]:
-        return self.catalog.all()
+    async def models_for(self, ctx: OrgContext) -> list[ModelSpec]:
+        """The models the organisation's plan includes."""
+        limits = await self.quotas.billing.limits(ctx.org_id)
+        tiers = limits.limits.model_tiers
+        return [m for m in self.catalog.all() if m.tier in tiers]
+
+    # --- quotas and rate limits ----------------------------------------------------------
+
+    async def admit(
+        self, ctx: OrgContext, request_id: str, spec: ModelSpec, body: Json, *, counts_message: bool
+    ) -> Ticket:
+        """Take the request's share of every limit before any provider is called."""
+        ticket = await self.quotas.admit(
+            ctx,
+            model=spec.name,
+            tier=spec.tier,
+            estimate_tokens=_estimate_tokens(body),
+            counts_message=counts_message,
+        )
+        self._tickets[request_id] = ticket
+        return ticket
+
+    def release(self, request_id: str) -> None:
+        """The request ended before reaching a provider: give back what it took."""
+        ticket = self._tickets.pop(request_id, None)
+        if ticket is not None:
+            self.quotas.settle_later(ticket, ok=False, total_tokens=0, cost_micros=0)
 
     def model(self, ctx: OrgContext, name: str, *, kind: str) -> ModelSpec:
         spec = self.catalog.resolve(name)
@@ -234,7 +273,10 @@ class GatewayService:
             handle = await self.router.stream(spec, body, attempts)
         except (ParleyError, asyncio.CancelledError) as exc:
             # Failed, or the client left before the first byte: still one usage event.
-            failed = isinstance(exc, ParleyError)
+            if isinstance(exc, ParleyError):
+                status, error_type = "error", exc.code
+            else:
+                status, error_type = "cancelled", "client_disconnected"
             self._record(
                 ctx,
                 request_id,
@@ -244,8 +286,8 @@ class GatewayService:
                 Metering(),
                 started,
                 None,
-                "error" if failed else "cancelled",
-                exc.code if isinstance(exc, ParleyError) else "client_disconnected",
+                status,
+                error_type,
                 stream=True,
             )
             raise
@@ -327,6 +369,7 @@ class GatewayService:
         spec = self.model(ctx, body["model"], kind="embedding")
         if isinstance(body["input"], list) and not body["input"]:
             raise InvalidRequest("input must not be empty.", code="invalid_value", param="input")
+        ticket = await self.admit(ctx, request_id, spec, body, counts_message=False)
         started = time.perf_counter()
         meter = Metering()
         attempts = Attempts()
@@ -338,7 +381,7 @@ class GatewayService:
             meter.prompt_tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
             result["model"] = spec.name
             status = "ok"
-            return Completion(result, spec, attempts)
+            return Completion(result, spec, attempts, ticket.headers)
         except ParleyError as exc:
             error_type = exc.code
             raise
@@ -378,6 +421,16 @@ class GatewayService:
         stream: bool,
     ) -> None:
         deployment = attempts.deployment
+        ticket = self._tickets.pop(request_id, None)
+        ok = status == "ok"
+        cost = spec.cost_micros(meter.prompt_tokens, meter.completion_tokens)
+        if ticket is not None:
+            self.quotas.settle_later(
+                ticket,
+                ok=ok,
+                total_tokens=meter.prompt_tokens + meter.completion_tokens,
+                cost_micros=cost,
+            )
         self.recorder.record(
             Usage(
                 id=request_id,
@@ -394,12 +447,14 @@ class GatewayService:
                 completion_tokens=meter.completion_tokens,
                 reasoning_tokens=meter.reasoning_tokens,
                 total_tokens=meter.prompt_tokens + meter.completion_tokens,
-                cost_micros=spec.cost_micros(meter.prompt_tokens, meter.completion_tokens),
+                cost_micros=cost,
                 latency_ms=int((time.perf_counter() - started) * 1000),
                 ttft_ms=ttft_ms,
                 status=status,
                 error_type=error_type,
                 created_at=self.clock(),
+                counted=ok and ticket is not None and ticket.counts_message,
+                overage=ok and ticket is not None and ticket.overage,
             )
         )
 

@@ -27,6 +27,8 @@ def key_out(key: ApiKey) -> KeyOut:
         created_at=key.created_at,
         last_used_at=key.last_used_at,
         expires_at=key.expires_at,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
         revoked_at=key.revoked_at,
     )
 
@@ -41,7 +43,13 @@ async def create_key(
     body: CreateKeyRequest, org: OrgFromHeader, ctx: Ctx, session: DbSession
 ) -> CreatedKeyOut:
     created = await ctx.keys.create(
-        session, org, name=body.name, scopes=body.scopes, expires_at=body.expires_at
+        session,
+        org,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+        rpm_limit=body.rpm_limit,
+        tpm_limit=body.tpm_limit,
     )
     return CreatedKeyOut(**key_out(created.key).model_dump(), key=created.secret)
 

@@ -29,6 +29,8 @@ class CachedKey:
     expires_at: datetime | None
     revoked: bool
     fetched_at: float
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
 
 class KeyCache:

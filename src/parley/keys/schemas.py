@@ -17,6 +17,12 @@ class CreateKeyRequest(BaseModel):
         min_length=1,
         description="What the key may be used for.",
     )
+    rpm_limit: int | None = Field(
+        default=None, ge=1, description="Requests per minute for this key (below the plan's)."
+    )
+    tpm_limit: int | None = Field(
+        default=None, ge=1, description="Tokens per minute for this key (below the plan's)."
+    )
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the key stops working (ISO 8601 with a time zone)."
     )
@@ -33,6 +39,8 @@ class KeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     expires_at: datetime | None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
     revoked_at: datetime | None
 
 

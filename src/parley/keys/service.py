@@ -52,6 +52,8 @@ class KeyService:
         name: str,
         scopes: Sequence[Scope],
         expires_at: datetime | None,
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
     ) -> CreatedKey:
         ctx.require(Action.API_KEYS_CREATE)
         now = self.clock()
@@ -77,6 +79,8 @@ class KeyService:
             created_by=ctx.actor.id,
             created_at=now,
             expires_at=expires_at,
+            rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
         )
         session.add(key)
         audit.record_in(
@@ -146,6 +150,8 @@ class KeyService:
                 expires_at=key.expires_at,
                 revoked=key.revoked_at is not None,
                 fetched_at=fetched_at,
+                rpm_limit=key.rpm_limit,
+                tpm_limit=key.tpm_limit,
             )
             self.cache.put(key_hash, entry)
         if entry.revoked:
@@ -153,4 +159,10 @@ class KeyService:
         if entry.expires_at is not None and entry.expires_at <= self.clock():
             raise AuthenticationFailed("This API key has expired.", code="api_key_expired")
         self.usage.touch(entry.key_id)
-        return Actor(api_key_id=entry.key_id, key_org_id=entry.org_id, scopes=entry.scopes)
+        return Actor(
+            api_key_id=entry.key_id,
+            key_org_id=entry.org_id,
+            scopes=entry.scopes,
+            rpm_limit=entry.rpm_limit,
+            tpm_limit=entry.tpm_limit,
+        )

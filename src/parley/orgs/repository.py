@@ -111,3 +111,15 @@ async def list_invitations(
 async def pending_invitations_for_email(session: AsyncSession, email: str) -> Sequence[Invitation]:
     stmt = select(Invitation).where(Invitation.email == email, Invitation.status == "pending")
     return (await session.scalars(stmt.order_by(Invitation.id))).all()
+
+
+async def count_members(session: AsyncSession, org_id: str) -> int:
+    stmt = select(func.count()).select_from(scoped(Membership, org_id).subquery())
+    return int(await session.scalar(stmt) or 0)
+
+
+async def count_open_invitations(session: AsyncSession, org_id: str, now: datetime) -> int:
+    open_ = scoped(Invitation, org_id).where(
+        Invitation.status == InvitationStatus.PENDING, Invitation.expires_at > now
+    )
+    return int(await session.scalar(select(func.count()).select_from(open_.subquery())) or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from parley.accounts import service as accounts
 from parley.audit import service as audit
 from parley.audit.actions import AuditAction
+from parley.billing.service import BillingService
 from parley.config import Settings
 from parley.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from parley.kit.clock import Clock, utcnow
@@ -45,8 +46,11 @@ def invitation_status(invitation: Invitation, now_ts: float) -> str:
 
 
 class OrgService:
-    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, *, billing: BillingService, clock: Clock = utcnow
+    ) -> None:
         self.settings = settings
+        self.billing = billing
         self.clock = clock
 
     # --- organisations -------------------------------------------------------------------
@@ -84,6 +88,7 @@ class OrgService:
                 updated_at=now,
             )
         )
+        self.billing.start_subscription(session, org.id)
         await session.flush()
         audit.record(
             session,
@@ -107,6 +112,9 @@ class OrgService:
     async def role_of(self, session: AsyncSession, org_id: str, user_id: str) -> Role | None:
         membership = await repository.get_membership(session, org_id, user_id)
         return Role(membership.role) if membership else None
+
+    async def member_count(self, session: AsyncSession, org_id: str) -> int:
+        return await repository.count_members(session, org_id)
 
     async def find(self, session: AsyncSession, org_id: str) -> Organization | None:
         return await repository.get_org(session, org_id)
@@ -245,6 +253,7 @@ class OrgService:
                 )
             pending.status = InvitationStatus.REVOKED
             pending.responded_at = now
+        await self._check_seats(session, ctx.org_id, now, counting_invitations=True)
         token = "inv_" + random_token(32)
         invitation = Invitation(
             id=new_id("inv"),
@@ -281,6 +290,28 @@ class OrgService:
             details={"email": email, "role": role.value},
         )
         return CreatedInvitation(invitation, token, url)
+
+    async def _check_seats(
+        self, session: AsyncSession, org_id: str, now: datetime, *, counting_invitations: bool
+    ) -> None:
+        """Members plus open invitations may not exceed the plan's seats."""
+        seats = await self.billing.seats(session, org_id)
+        if seats is None:
+            return
+        members = await repository.count_members(session, org_id)
+        invited = (
+            await repository.count_open_invitations(session, org_id, now)
+            if counting_invitations
+            else 0
+        )
+        if members + invited >= seats:
+            plan = (await self.billing.limits_in(session, org_id)).plan.name
+            raise Conflict(
+                f"The {plan} plan includes {seats} seat{'s' if seats != 1 else ''}, and "
+                f"{members} member(s) and {invited} open invitation(s) take them all; "
+                "upgrade the plan, revoke an invitation or remove a member.",
+                code="seat_limit_reached",
+            )
 
     async def list_invitations(
         self,
@@ -340,6 +371,8 @@ class OrgService:
         now = self.clock()
         if await repository.get_membership(session, invitation.org_id, user.id) is not None:
             raise Conflict("You are already a member of this organisation.", code="already_member")
+        await repository.lock_org(session, invitation.org_id)
+        await self._check_seats(session, invitation.org_id, now, counting_invitations=False)
         membership = Membership(
             id=new_id("mem"),
             org_id=invitation.org_id,

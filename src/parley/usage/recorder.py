@@ -45,6 +45,8 @@ class Usage:
     error_type: str | None
     created_at: datetime
     currency: str = "USD"
+    counted: bool = False
+    overage: bool = False
 
 
 class UsageRecorder:
@@ -67,6 +69,11 @@ class UsageRecorder:
     @property
     def pending(self) -> int:
         return len(self._buffer)
+
+    def pending_totals(self, org_id: str, start: datetime) -> tuple[int, int]:
+        """Messages and cost of this org not yet written (the ledger does not have them yet)."""
+        rows = [r for r in self._buffer if r["org_id"] == org_id and r["created_at"] >= start]
+        return sum(1 for r in rows if r["counted"]), sum(int(r["cost_micros"]) for r in rows)
 
     async def flush(self) -> int:
         async with self._lock:

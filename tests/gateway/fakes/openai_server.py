@@ -66,7 +66,9 @@ class FakeOpenAI:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _take_failure(self, request: web.Request, streaming: bool) -> web.StreamResponse | None:
+    async def _take_failure(
+        self, request: web.Request, streaming: bool
+    ) -> web.StreamResponse | None:
         if not self.failures:
             return None
         failure = self.failures[0]
@@ -119,7 +121,9 @@ class FakeOpenAI:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+            ],
         }
         if self.include_usage:
             response["usage"] = {
@@ -129,12 +133,19 @@ class FakeOpenAI:
             }
         return web.json_response(response)
 
-    async def _stream(self, request: web.Request, die_after: int | None = None) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, die_after: int | None = None
+    ) -> web.StreamResponse:
         body = self.requests[-1]
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         words = self.reply.split(" ")
-        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": body["model"],
+        }
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             payload = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -150,11 +161,17 @@ class FakeOpenAI:
                     return response
                 if self.stream_delay_s:
                     await asyncio.sleep(self.stream_delay_s)
-                await response.write(chunk({"content": word + ("" if i == len(words) - 1 else " ")}))
+                await response.write(
+                    chunk({"content": word + ("" if i == len(words) - 1 else " ")})
+                )
                 sent += 1
             await response.write(chunk({}, "stop"))
             if self.include_usage and (body.get("stream_options") or {}).get("include_usage"):
-                usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+                usage = {
+                    "prompt_tokens": 7,
+                    "completion_tokens": len(words),
+                    "total_tokens": 7 + len(words),
+                }
                 payload = {**base, "choices": [], "usage": usage}
                 await response.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
             await response.write(b"data: [DONE]\n\n")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,12 @@ from parley.kit.ids import new_id
 from parley.kit.tokens import content_text
 
 T = TypeVar("T")
+
+# llama.cpp's OpenMP workers spin between tokens by default. On a small machine shared with
+# the server and other processes, that spinning starves everyone, generation included: on 2
+# busy cores SmolLM2 made 2-6 tokens/s spinning and 20-25 sleeping. libgomp reads this once,
+# when llama_cpp is first imported, so it is set here, before any import of llama_cpp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_MAX_TOKENS = 256
 INSTALL_HINT = (
@@ -80,7 +87,9 @@ class LocalProvider:
         self.settings = settings
         options = settings.options
         self.model_path: str | None = options.get("model_path") or None
-        self.n_ctx = int(options.get("n_ctx") or 2048)
+        # llama.cpp raises a context below 256 tokens to 256 while llama-cpp-python sizes its
+        # buffers by the number asked for, and then fails on long prompts: ask for 256 or more.
+        self.n_ctx = max(256, int(options.get("n_ctx") or 2048))
         self.n_threads = int(options.get("n_threads") or 2)
         cap = options.get("max_tokens")
         self.max_tokens_cap: int | None = int(cap) if cap else None
@@ -232,10 +241,11 @@ class LocalProvider:
     async def chat(self, request: Json, deployment: Deployment, *, timeout_s: float) -> Json:
         args = self._arguments(request, deployment)
         name = self.settings.name
+        deadline = asyncio.get_running_loop().time() + timeout_s  # waiting counts too
         llama = await self._acquire(timeout_s)
         future = self._run_holding_lock(lambda: llama.create_chat_completion(**args))
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout_at(deadline):
                 result: Json = await asyncio.shield(future)
         except TimeoutError as exc:
             raise UpstreamError(

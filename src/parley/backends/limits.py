@@ -1,0 +1,245 @@
+"""Atomic admission against several windowed counters at once: all fit, or none is taken.
+
+In-process for the embedded default; Redis (one Lua call, one round trip) when configured,
+so several Parley processes share exact limits. When Redis is unreachable the resilient
+wrapper falls back to per-process counting, logs it, and returns to Redis when it can.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("parley.limits")
+
+MISSING = -2  # a counter that must exist (rebuilt from the ledger) does not
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    key: str
+    cost: int
+    limit: int | None  # None: counted, never refused
+    ttl_s: int
+    must_exist: bool = False  # quota counters are seeded from the ledger first
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    refused: int | None  # index of the counter that refused (or was missing)
+    missing: bool
+    values: tuple[int, ...]  # after the increment when allowed, else as found
+    resets_in_s: tuple[float, ...]
+
+
+class Limiter(Protocol):
+    async def admit(self, counters: list[Counter]) -> Admission: ...
+
+    async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
+
+    async def seed(self, key: str, value: int, ttl_s: int) -> None:
+        """Set a missing counter (rebuilt from the ledger); an existing one is kept."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryLimiter:
+    """Exact within one process: nothing awaits between the checks and the increments."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[int, float]] = {}
+
+    def _get(self, key: str, now: float) -> tuple[int, float] | None:
+        entry = self._data.get(key)
+        if entry is not None and entry[1] <= now:
+            del self._data[key]
+            return None
+        return entry
+
+    async def admit(self, counters: list[Counter]) -> Admission:
+        now = time.monotonic()
+        found = [self._get(c.key, now) for c in counters]
+        values = tuple(e[0] if e else 0 for e in found)
+        resets = tuple(
+            (e[1] - now) if e else float(c.ttl_s) for e, c in zip(found, counters, strict=True)
+        )
+        for i, (c, entry) in enumerate(zip(counters, found, strict=True)):
+            if c.must_exist and entry is None:
+                return Admission(False, i, True, values, resets)
+        for i, c in enumerate(counters):
+            if c.limit is not None and values[i] + c.cost > c.limit:
+                return Admission(False, i, False, values, resets)
+        after = []
+        for c, entry in zip(counters, found, strict=True):
+            value, expires = (entry[0] + c.cost, entry[1]) if entry else (c.cost, now + c.ttl_s)
+            self._data[c.key] = (value, expires)
+            after.append(value)
+        if len(self._data) > 200_000:
+            self._sweep(now)
+        return Admission(True, None, False, tuple(after), resets)
+
+    async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
+        now = time.monotonic()
+        entry = self._get(key, now)
+        if entry is None:
+            if delta > 0:
+                self._data[key] = (delta, now + ttl_s)
+            return
+        self._data[key] = (max(0, entry[0] + delta), entry[1])
+
+    async def seed(self, key: str, value: int, ttl_s: int) -> None:
+        if self._get(key, time.monotonic()) is None:
+            self._data[key] = (value, time.monotonic() + ttl_s)
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, (_, exp) in self._data.items() if exp <= now]:
+            del self._data[key]
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+_ADMIT = """
+local n = #KEYS
+local values, ttls = {}, {}
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i])
+  local ttl = redis.call('PTTL', KEYS[i])
+  local base = (i - 1) * 4
+  if not v then
+    if ARGV[base + 4] == '1' then
+      return {-2, i, values, ttls}
+    end
+    v = 0
+    ttl = tonumber(ARGV[base + 3])
+  end
+  values[i] = tonumber(v)
+  ttls[i] = ttl
+end
+for i = 1, n do
+  local base = (i - 1) * 4
+  local limit = tonumber(ARGV[base + 2])
+  if limit >= 0 and values[i] + tonumber(ARGV[base + 1]) > limit then
+    return {-1, i, values, ttls}
+  end
+end
+for i = 1, n do
+  local base = (i - 1) * 4
+  local v = redis.call('INCRBY', KEYS[i], ARGV[base + 1])
+  if redis.call('PTTL', KEYS[i]) < 0 then
+    redis.call('PEXPIRE', KEYS[i], ARGV[base + 3])
+  end
+  values[i] = v
+end
+return {0, 0, values, ttls}
+"""
+
+_ADJUST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if tonumber(ARGV[1]) > 0 then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  end
+  return 0
+end
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if v < 0 then redis.call('SET', KEYS[1], 0, 'KEEPTTL') end
+return v
+"""
+
+
+class RedisLimiter:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._admit = redis.register_script(_ADMIT)
+        self._adjust = redis.register_script(_ADJUST)
+
+    async def admit(self, counters: list[Counter]) -> Admission:
+        args: list[int] = []
+        for c in counters:
+            args += [c.cost, -1 if c.limit is None else c.limit, c.ttl_s * 1000, int(c.must_exist)]
+        status, index, values, ttls = await self._admit(
+            keys=[self.prefix + c.key for c in counters], args=args
+        )
+        found = [int(v) for v in values] + [0] * (len(counters) - len(values))
+        resets = [int(t) / 1000 for t in ttls] + [float(c.ttl_s) for c in counters[len(ttls) :]]
+        if status == 0:
+            return Admission(True, None, False, tuple(found), tuple(resets))
+        return Admission(False, int(index) - 1, status == MISSING, tuple(found), tuple(resets))
+
+    async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
+        await self._adjust(keys=[self.prefix + key], args=[delta, ttl_s * 1000])
+
+    async def seed(self, key: str, value: int, ttl_s: int) -> None:
+        await self.redis.set(self.prefix + key, value, px=ttl_s * 1000, nx=True)
+
+    async def close(self) -> None:
+        return None
+
+
+class ResilientLimiter:
+    """Redis first; per-process counting while Redis is unreachable, with a warning."""
+
+    def __init__(self, primary: RedisLimiter, *, retry_after_s: float = 5.0) -> None:
+        self.primary = primary
+        self.fallback = MemoryLimiter()
+        self.retry_after_s = retry_after_s
+        self._down_since: float | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self._down_since is not None
+
+    def _use_primary(self) -> bool:
+        return self._down_since is None or time.monotonic() - self._down_since >= self.retry_after_s
+
+    def _failed(self, exc: Exception) -> None:
+        if self._down_since is None:
+            log.warning("limits.redis_unreachable_using_local_counters", error=type(exc).__name__)
+        self._down_since = time.monotonic()
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.warning("limits.redis_back_sharing_limits_again")
+            self._down_since = None
+
+    async def admit(self, counters: list[Counter]) -> Admission:
+        if self._use_primary():
+            try:
+                result = await self.primary.admit(counters)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+            else:
+                self._recovered()
+                return result
+        return await self.fallback.admit(counters)
+
+    async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
+        if self._use_primary():
+            try:
+                await self.primary.adjust(key, delta, ttl_s)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+            else:
+                return
+        await self.fallback.adjust(key, delta, ttl_s)
+
+    async def seed(self, key: str, value: int, ttl_s: int) -> None:
+        if self._use_primary():
+            try:
+                await self.primary.seed(key, value, ttl_s)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+            else:
+                return
+        await self.fallback.seed(key, value, ttl_s)
+
+    async def close(self) -> None:
+        await self.fallback.close()

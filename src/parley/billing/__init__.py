@@ -1,0 +1,1 @@
+"""Plans and subscriptions: what each organisation may use."""

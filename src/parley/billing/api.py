@@ -1,0 +1,98 @@
+"""Routes: /v1/billing/plans, /v1/billing/subscription, and the operator's plan changes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from parley.billing.models import Subscription
+from parley.billing.schemas import (
+    PlanOut,
+    SetPlanRequest,
+    SubscriptionOut,
+    UpdateCapsRequest,
+    limits_out,
+    plan_out,
+)
+from parley.billing.service import BillingService
+from parley.errors import NotFound, PermissionDenied
+from parley.http.deps import Ctx, CurrentUser, DbSession, OrgFromHeader
+from parley.http.errors import error_responses
+from parley.kit.pagination import Page
+from parley.orgs.roles import Action
+
+router = APIRouter(prefix="/v1/billing", tags=["billing"])
+admin = APIRouter(prefix="/v1/admin", tags=["operator"])
+
+
+def subscription_out(billing: BillingService, sub: Subscription) -> SubscriptionOut:
+    plan = billing.plan(sub.plan_id)
+    return SubscriptionOut(
+        org_id=sub.org_id,
+        plan=plan_out(plan),
+        interval=sub.interval,
+        status=sub.status,
+        current_period_start=sub.current_period_start,
+        current_period_end=sub.current_period_end,
+        limits=limits_out(plan.limits.with_overrides(sub.custom_limits or {})),
+        message_cap=sub.message_cap,
+        spending_cap_micros=sub.spending_cap_micros,
+    )
+
+
+@router.get(
+    "/plans",
+    responses=error_responses(503),
+    summary="The plans on offer, with prices and limits (no credentials needed)",
+)
+async def list_plans(ctx: Ctx) -> Page[PlanOut]:
+    await ctx.billing.ensure_plans()
+    plans = sorted(ctx.billing.plans.values(), key=lambda p: p.sort_order)
+    return Page.build(plans, False, plan_out)
+
+
+@router.get(
+    "/subscription",
+    responses=error_responses(401, 403, 404),
+    summary="Your organisation's plan, period and limits",
+)
+async def get_subscription(org: OrgFromHeader, ctx: Ctx, session: DbSession) -> SubscriptionOut:
+    org.require(Action.ORG_READ)
+    await ctx.billing.ensure_plans()
+    return subscription_out(ctx.billing, await ctx.billing.subscription(session, org.org_id))
+
+
+@router.patch(
+    "/subscription",
+    responses=error_responses(401, 403, 404, 422),
+    summary="Set the organisation's own message cap and spending cap (admins)",
+)
+async def update_caps(
+    body: UpdateCapsRequest, org: OrgFromHeader, ctx: Ctx, session: DbSession
+) -> SubscriptionOut:
+    org.require(Action.ORG_UPDATE)
+    sub = await ctx.billing.set_caps(
+        session,
+        org.org_id,
+        message_cap=body.message_cap,
+        spending_cap_micros=body.spending_cap_micros,
+    )
+    return subscription_out(ctx.billing, sub)
+
+
+@admin.put(
+    "/orgs/{org_id}/subscription",
+    responses=error_responses(401, 403, 404, 422),
+    summary="Put an organisation on a plan (platform operators)",
+)
+async def set_plan(
+    org_id: str, body: SetPlanRequest, user: CurrentUser, ctx: Ctx, session: DbSession
+) -> SubscriptionOut:
+    if not user.is_platform_admin:
+        raise PermissionDenied("Only platform operators may change plans.", code="operator_only")
+    if await ctx.orgs.find(session, org_id) is None:
+        raise NotFound(f"No organisation {org_id}.", code="org_not_found")
+    custom = body.model_dump(include={"messages", "rpm", "tpm", "seats", "storage_mb"})
+    sub = await ctx.billing.set_plan(
+        session, org_id, body.plan, interval=body.interval, custom=custom
+    )
+    return subscription_out(ctx.billing, sub)

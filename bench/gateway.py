@@ -114,7 +114,14 @@ def main() -> None:
              "--password", "load test passphrase", "--org", "Bench", "--json"],
             env=env, capture_output=True, text=True, check=True,
         )
-        key = json.loads(boot.stdout)["api_key"]
+        booted = json.loads(boot.stdout)
+        key = booted["api_key"]
+        # Measure the gateway, not the free plan's 20 requests per minute.
+        subprocess.run(
+            [python, "-m", "parley", "admin", "set-plan", booted["org_id"], "custom",
+             "--rpm", "1000000000", "--tpm", "1000000000000"],
+            env=env, capture_output=True, text=True, check=True,
+        )
         server = subprocess.Popen(
             [python, "-m", "parley", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -134,6 +141,10 @@ def main() -> None:
         d1 = wrk(direct_url, connections=1, seconds=args.seconds, headers={}, tmp=tmp)
         p1 = wrk(parley_url, connections=1, seconds=args.seconds, headers=auth, tmp=tmp)
         rss = peak_rss_mb(server.pid)
+        if os.environ.get("PARLEY_BENCH_PROFILE"):
+            spy = subprocess.Popen(["py-spy", "record", "-o", "/tmp/parley-profile.txt", "-f", "raw", "-d", "8", "-p", str(server.pid)])
+            wrk(parley_url, connections=args.connections, seconds=8, headers=auth, tmp=tmp)
+            spy.wait()
     finally:
         for proc in reversed(procs):
             proc.terminate()

@@ -67,7 +67,15 @@ def create_app(
     openapi.install(
         app, body_models=[ChatCompletionRequest, EmbeddingRequest, messages_api.MessagesRequest]
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        fast_routes={
+            ("POST", "/v1/chat/completions"): gateway_api.chat_completions,
+            ("POST", "/v1/embeddings"): gateway_api.embeddings,
+            ("POST", "/v1/messages"): messages_api.messages,
+        },
+    )
     for router in (
         health.router,
         accounts_api.auth,

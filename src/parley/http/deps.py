@@ -109,10 +109,13 @@ async def org_context(
     ctx: AppContext, session: AsyncSession | None, actor: Actor, org_id: str, ip: str | None
 ) -> OrgContext:
     """The actor in `org_id`; an organisation it does not belong to is a 404."""
-    not_found = NotFound(f"No organisation {org_id} among yours.", code="org_not_found")
+
+    def not_found() -> NotFound:
+        return NotFound(f"No organisation {org_id} among yours.", code="org_not_found")
+
     if actor.api_key_id is not None:
         if actor.key_org_id != org_id:
-            raise not_found
+            raise not_found()
         return OrgContext(org_id=org_id, actor=actor, ip=ip)
     assert actor.user_id is not None
     if session is None:
@@ -121,7 +124,7 @@ async def org_context(
     else:
         role = await ctx.orgs.role_of(session, org_id, actor.user_id)
     if role is None:
-        raise not_found
+        raise not_found()
     return OrgContext(org_id=org_id, actor=actor, role=role, ip=ip)
 
 

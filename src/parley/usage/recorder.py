@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,9 @@ class Usage:
     overage: bool = False
 
 
+_FIELDS = tuple(f.name for f in fields(Usage))
+
+
 class UsageRecorder:
     def __init__(self, db: Database, *, flush_s: float = 1.0) -> None:
         self.db = db
@@ -62,7 +65,7 @@ class UsageRecorder:
         if len(self._buffer) >= MAX_BUFFER:
             log.error("usage.buffer_full_dropping_oldest")
             del self._buffer[:MAX_BATCH]
-        self._buffer.append(asdict(usage))
+        self._buffer.append({name: getattr(usage, name) for name in _FIELDS})
         if len(self._buffer) >= MAX_BATCH:
             self._full.set()
 

@@ -17,8 +17,10 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if not rows:
         return
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(UsageEvent).values(list(rows)).on_conflict_do_nothing(index_elements=["id"])
-    await session.execute(stmt)
+    # One cached statement executed over the rows (insertmanyvalues batches it): compiling a
+    # statement with thousands of literal VALUES would hold the event loop for milliseconds.
+    stmt = insert(UsageEvent).on_conflict_do_nothing(index_elements=["id"])
+    await session.execute(stmt, list(rows))
 
 
 async def period_totals(

@@ -30,8 +30,8 @@ run: install
 	$(BIN)/parley serve
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: install
 	$(BIN)/mypy
@@ -42,8 +42,8 @@ pytest: install
 test: lint typecheck pytest
 
 fmt: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 # make migration m="add widgets": autogenerate the next Alembic revision from the models.
 migration: install
@@ -55,4 +55,5 @@ clean:
 # Reports figures against a direct baseline measured in the same run; never fails the suite.
 bench: install
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/http_clients.py
 	$(BIN)/python bench/gateway.py

@@ -44,7 +44,9 @@ def wait_http(url: str, timeout_s: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str], tmp: Path) -> dict[str, Any]:
+def wrk(
+    url: str, *, connections: int, seconds: int, headers: dict[str, str], tmp: Path
+) -> dict[str, Any]:
     script = tmp / "post.lua"
     lines = [
         'wrk.method = "POST"',
@@ -55,13 +57,35 @@ def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str], tm
     script.write_text("\n".join(lines) + "\n")
     threads = min(2, connections)
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    lat = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)", out, re.M)}
-    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+    lat = {
+        m.group(1): _ms(m.group(2))
+        for m in re.finditer(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)", out, re.M)
+    }
+    return {
+        "rps": rps,
+        "p50": lat.get("50"),
+        "p99": lat.get("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def _ms(value: str) -> float:
@@ -87,7 +111,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     upstream_port, parley_port = free_port(), free_port()
     config = {
-        "providers": {"upstream": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream_port}/v1", "api_key": "sk-bench"}},
+        "providers": {
+            "upstream": {
+                "type": "openai",
+                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                "api_key": "sk-bench",
+            }
+        },
         "models": {
             "bench-model": {
                 "price": {"input_per_mtok_usd": 0.15, "output_per_mtok_usd": 0.60},
@@ -108,22 +138,56 @@ def main() -> None:
     python = sys.executable
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(subprocess.Popen([python, str(ROOT / "bench" / "fake_upstream.py"), str(upstream_port)]))
+        procs.append(
+            subprocess.Popen([python, str(ROOT / "bench" / "fake_upstream.py"), str(upstream_port)])
+        )
         boot = subprocess.run(
-            [python, "-m", "parley", "admin", "bootstrap", "--email", "bench@example.com",
-             "--password", "load test passphrase", "--org", "Bench", "--json"],
-            env=env, capture_output=True, text=True, check=True,
+            [
+                python,
+                "-m",
+                "parley",
+                "admin",
+                "bootstrap",
+                "--email",
+                "bench@example.com",
+                "--password",
+                "load test passphrase",
+                "--org",
+                "Bench",
+                "--json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         booted = json.loads(boot.stdout)
         key = booted["api_key"]
         # Measure the gateway, not the free plan's 20 requests per minute.
         subprocess.run(
-            [python, "-m", "parley", "admin", "set-plan", booted["org_id"], "custom",
-             "--rpm", "1000000000", "--tpm", "1000000000000"],
-            env=env, capture_output=True, text=True, check=True,
+            [
+                python,
+                "-m",
+                "parley",
+                "admin",
+                "set-plan",
+                booted["org_id"],
+                "custom",
+                "--rpm",
+                "1000000000",
+                "--tpm",
+                "1000000000000",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         server = subprocess.Popen(
-            [python, "-m", "parley", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [python, "-m", "parley", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         procs.append(server)
         wait_http(f"http://127.0.0.1:{upstream_port}/")
@@ -136,15 +200,15 @@ def main() -> None:
 
         # Warm both paths, then measure.
         wrk(parley_url, connections=10, seconds=2, headers=auth, tmp=tmp)
-        d50 = wrk(direct_url, connections=args.connections, seconds=args.seconds, headers={}, tmp=tmp)
-        p50c = wrk(parley_url, connections=args.connections, seconds=args.seconds, headers=auth, tmp=tmp)
+        d50 = wrk(
+            direct_url, connections=args.connections, seconds=args.seconds, headers={}, tmp=tmp
+        )
+        p50c = wrk(
+            parley_url, connections=args.connections, seconds=args.seconds, headers=auth, tmp=tmp
+        )
         d1 = wrk(direct_url, connections=1, seconds=args.seconds, headers={}, tmp=tmp)
         p1 = wrk(parley_url, connections=1, seconds=args.seconds, headers=auth, tmp=tmp)
         rss = peak_rss_mb(server.pid)
-        if os.environ.get("PARLEY_BENCH_PROFILE"):
-            spy = subprocess.Popen(["py-spy", "record", "-o", "/tmp/parley-profile.txt", "-f", "raw", "-d", "8", "-p", str(server.pid)])
-            wrk(parley_url, connections=args.connections, seconds=8, headers=auth, tmp=tmp)
-            spy.wait()
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -153,10 +217,18 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()
-    print(f"gateway benchmark ({args.connections} connections, {args.seconds} s per run, one Parley process, SQLite, auth + metering on)")
-    print(f"  throughput  direct {d50['rps']:>9.0f} req/s   via Parley {p50c['rps']:>9.0f} req/s   ratio {p50c['rps'] / d50['rps']:.2f}   non-2xx {p50c['non_2xx']}")
-    print(f"  latency@1   direct p50 {d1['p50']:.3f} ms p99 {d1['p99']:.3f} ms   via Parley p50 {p1['p50']:.3f} ms p99 {p1['p99']:.3f} ms")
-    print(f"  added       p50 {p1['p50'] - d1['p50']:.3f} ms   p99 {p1['p99'] - d1['p99']:.3f} ms   (target: >= 2000 req/s at 50 connections, <= 1 ms added p50)")
+    print(
+        f"gateway benchmark ({args.connections} connections, {args.seconds} s per run, one Parley process, SQLite, auth + metering on)"
+    )
+    print(
+        f"  throughput  direct {d50['rps']:>9.0f} req/s   via Parley {p50c['rps']:>9.0f} req/s   ratio {p50c['rps'] / d50['rps']:.2f}   non-2xx {p50c['non_2xx']}"
+    )
+    print(
+        f"  latency@1   direct p50 {d1['p50']:.3f} ms p99 {d1['p99']:.3f} ms   via Parley p50 {p1['p50']:.3f} ms p99 {p1['p99']:.3f} ms"
+    )
+    print(
+        f"  added       p50 {p1['p50'] - d1['p50']:.3f} ms   p99 {p1['p99'] - d1['p99']:.3f} ms   (target: >= 2000 req/s at 50 connections, <= 1 ms added p50)"
+    )
     print(f"  peak RSS    Parley {rss:.0f} MB (target < 250 MB)")
 
 

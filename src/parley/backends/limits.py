@@ -125,8 +125,8 @@ for i = 1, n do
 end
 for i = 1, n do
   local base = (i - 1) * 4
-  local limit = tonumber(ARGV[base + 2])
-  if limit >= 0 and values[i] + tonumber(ARGV[base + 1]) > limit then
+  local limit = tonumber(ARGV[base + 2])  -- nil: no limit (a limit may be negative)
+  if limit and values[i] + tonumber(ARGV[base + 1]) > limit then
     return {-1, i, values, ttls}
   end
 end
@@ -162,9 +162,9 @@ class RedisLimiter:
         self._adjust = redis.register_script(_ADJUST)
 
     async def admit(self, counters: list[Counter]) -> Admission:
-        args: list[int] = []
+        args: list[int | str] = []
         for c in counters:
-            args += [c.cost, -1 if c.limit is None else c.limit, c.ttl_s * 1000, int(c.must_exist)]
+            args += [c.cost, "" if c.limit is None else c.limit, c.ttl_s * 1000, int(c.must_exist)]
         status, index, values, ttls = await self._admit(
             keys=[self.prefix + c.key for c in counters], args=args
         )

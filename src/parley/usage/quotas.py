@@ -50,6 +50,7 @@ class Ticket:
     estimate_tokens: int
     counts_message: bool
     message_index: int | None = None
+    key_index: int | None = None  # where the API key's requests and tokens counters start
     overage: bool = False
     settled: bool = False
     headers: dict[str, str] = field(default_factory=dict)
@@ -142,7 +143,14 @@ class QuotaService:
             await self._rebuild(limits)
             admission = await self.limiter.admit(counters)
         ticket = Ticket(
-            ctx.org_id, limits, counters, admission, estimate_tokens, counts_message, message_index
+            ctx.org_id,
+            limits,
+            counters,
+            admission,
+            estimate_tokens,
+            counts_message,
+            message_index,
+            key_index=2 if actor.api_key_id is not None else None,
         )
         ticket.headers = self._headers(ticket, key_rpm, key_tpm)
         if not admission.allowed:
@@ -205,10 +213,10 @@ class QuotaService:
         values = ticket.admission.values
         resets = ticket.admission.resets_in_s
         headers: dict[str, str] = {}
-        for kind, indexes in (("requests", (0, 2)), ("tokens", (1, 3))):
+        for kind, offset in (("requests", 0), ("tokens", 1)):
             best: tuple[int, int, float] | None = None
-            for i in indexes:
-                if i >= len(ticket.counters) or ticket.counters[i].limit is None:
+            for i in self._rate_indexes(ticket, offset):
+                if ticket.counters[i].limit is None:
                     continue
                 limit = ticket.counters[i].limit
                 assert limit is not None
@@ -221,6 +229,13 @@ class QuotaService:
                 headers[f"x-ratelimit-reset-{kind}"] = _reset(best[2])
         return headers
 
+    @staticmethod
+    def _rate_indexes(ticket: Ticket, offset: int) -> list[int]:
+        """The org's and (for an API key) the key's counter: offset 0 requests, 1 tokens."""
+        if ticket.key_index is None:
+            return [offset]
+        return [offset, ticket.key_index + offset]
+
     async def settle(
         self, ticket: Ticket, *, ok: bool, total_tokens: int, cost_micros: int
     ) -> None:
@@ -230,10 +245,9 @@ class QuotaService:
         ticket.settled = True
         delta = total_tokens - ticket.estimate_tokens
         if delta:
-            for i in (1, 3):
-                if i < len(ticket.counters):
-                    c = ticket.counters[i]
-                    await self.limiter.adjust(c.key, delta, c.ttl_s)
+            for i in self._rate_indexes(ticket, 1):
+                c = ticket.counters[i]
+                await self.limiter.adjust(c.key, delta, c.ttl_s)
         if ticket.message_index is None:
             return
         message, spend = ticket.counters[ticket.message_index : ticket.message_index + 2]
@@ -291,8 +305,9 @@ class QuotaService:
         return True
 
     async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A settlement may start a notice while we wait: drain until nothing is left.
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _lower(own: int | None, plan: int | None) -> int | None:

@@ -70,11 +70,18 @@ async def update_caps(
     body: UpdateCapsRequest, org: OrgFromHeader, ctx: Ctx, session: DbSession
 ) -> SubscriptionOut:
     org.require(Action.ORG_UPDATE)
+    # PATCH: a cap left out of the body stays as it is; null removes it.
+    current = await ctx.billing.subscription(session, org.org_id)
+    given = body.model_fields_set
     sub = await ctx.billing.set_caps(
         session,
         org.org_id,
-        message_cap=body.message_cap,
-        spending_cap_micros=body.spending_cap_micros,
+        message_cap=body.message_cap if "message_cap" in given else current.message_cap,
+        spending_cap_micros=(
+            body.spending_cap_micros
+            if "spending_cap_micros" in given
+            else current.spending_cap_micros
+        ),
     )
     return subscription_out(ctx.billing, sub)
 

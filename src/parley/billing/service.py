@@ -25,6 +25,7 @@ from parley.db.unit import after_commit
 from parley.errors import InvalidRequest, NotFound
 from parley.kit.clock import Clock, utcnow
 from parley.kit.ids import new_id
+from parley.kit.singleflight import SingleFlight
 
 log = structlog.get_logger("parley.billing")
 
@@ -58,10 +59,18 @@ class OrgLimits:
 
     @property
     def message_limit(self) -> int | None:
-        """Where requests stop: the plan's quota on plans without overage, else the org's cap."""
-        if not self.limits.overage:
-            return self.limits.messages
-        return self.message_cap
+        """Where requests stop: the plan's quota on plans without overage, and the org's own
+        cap on any plan (the lower of the two)."""
+        quota = None if self.limits.overage else self.limits.messages
+        if quota is None or self.message_cap is None:
+            return self.message_cap if quota is None else quota
+        return min(quota, self.message_cap)
+
+    @property
+    def stops_at_own_cap(self) -> bool:
+        """Whether the org's own message cap, not the plan's quota, is where requests stop."""
+        quota = None if self.limits.overage else self.limits.messages
+        return self.message_cap is not None and (quota is None or self.message_cap < quota)
 
 
 class BillingService:
@@ -81,6 +90,7 @@ class BillingService:
         self.clock = clock
         self.plans: dict[str, Plan] = {}
         self._cache: dict[str, OrgLimits] = {}
+        self._lookups: SingleFlight[str, OrgLimits] = SingleFlight()
         self._listener: asyncio.Task[None] | None = None
 
     # --- plans ---------------------------------------------------------------------------
@@ -156,6 +166,9 @@ class BillingService:
             and cached.period_end > self.clock()
         ):
             return cached
+        return await self._lookups.run(org_id, lambda: self._load_limits(org_id))
+
+    async def _load_limits(self, org_id: str) -> OrgLimits:
         await self.ensure_plans()
         async with self.db.session() as session:
             limits = self._limits_of(await self.subscription(session, org_id))

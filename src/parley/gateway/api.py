@@ -68,18 +68,19 @@ def inference_headers(spec: ModelSpec, attempts: Attempts) -> dict[str, str]:
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Run `work`, cancelling it (and its upstream call) if the client goes away first."""
-    task = asyncio.ensure_future(work)
+    current = asyncio.current_task()
+    assert current is not None
 
     async def watch() -> None:
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
-                task.cancel()
+                current.cancel()
                 return
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.create_task(watch())
     try:
-        return await task
+        return await work
     finally:
         watcher.cancel()
 

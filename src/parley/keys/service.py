@@ -20,6 +20,7 @@ from parley.keys.models import ApiKey
 from parley.kit.clock import Clock, as_utc, utcnow
 from parley.kit.crypto import random_token, sha256_hex
 from parley.kit.ids import new_id
+from parley.kit.singleflight import SingleFlight
 from parley.orgs.roles import Action, Scope
 from parley.principal import Actor, OrgContext
 
@@ -42,6 +43,7 @@ class KeyService:
     def __init__(self, cache: KeyCache, usage: KeyUsageTracker, *, clock: Clock = utcnow) -> None:
         self.cache = cache
         self.usage = usage
+        self._lookups: SingleFlight[str, CachedKey] = SingleFlight()
         self.clock = clock
 
     async def create(
@@ -129,31 +131,35 @@ class KeyService:
         after_commit(session, lambda: self.cache.announce_revoked(key_hash))
         return key
 
+    async def _load(self, db: Database, key_hash: str) -> CachedKey:
+        # Taken before the read: a revocation announced after this instant may not be
+        # in what we read, so the cache refuses to keep the entry (see KeyCache.put).
+        fetched_at = time.monotonic()
+        async with db.session() as session:
+            key = await repository.get_by_hash(session, key_hash)
+        if key is None:
+            raise AuthenticationFailed(
+                "Invalid API key; check the key or create a new one.", code="invalid_api_key"
+            )
+        entry = CachedKey(
+            key_id=key.id,
+            org_id=key.org_id,
+            scopes=frozenset(Scope(s) for s in key.scopes if s in _SCOPES),
+            expires_at=key.expires_at,
+            revoked=key.revoked_at is not None,
+            fetched_at=fetched_at,
+            rpm_limit=key.rpm_limit,
+            tpm_limit=key.tpm_limit,
+        )
+        self.cache.put(key_hash, entry)
+        return entry
+
     async def authenticate(self, db: Database, secret: str) -> Actor:
         """Cached: a known key costs no database round trip until its entry expires."""
         key_hash = sha256_hex(secret)
-        entry = self.cache.get(key_hash)
-        if entry is None:
-            # Taken before the read: a revocation announced after this instant may not be
-            # in what we read, so the cache refuses to keep the entry (see KeyCache.put).
-            fetched_at = time.monotonic()
-            async with db.session() as session:
-                key = await repository.get_by_hash(session, key_hash)
-            if key is None:
-                raise AuthenticationFailed(
-                    "Invalid API key; check the key or create a new one.", code="invalid_api_key"
-                )
-            entry = CachedKey(
-                key_id=key.id,
-                org_id=key.org_id,
-                scopes=frozenset(Scope(s) for s in key.scopes if s in _SCOPES),
-                expires_at=key.expires_at,
-                revoked=key.revoked_at is not None,
-                fetched_at=fetched_at,
-                rpm_limit=key.rpm_limit,
-                tpm_limit=key.tpm_limit,
-            )
-            self.cache.put(key_hash, entry)
+        entry = self.cache.get(key_hash) or await self._lookups.run(
+            key_hash, lambda: self._load(db, key_hash)
+        )
         if entry.revoked:
             raise AuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
         if entry.expires_at is not None and entry.expires_at <= self.clock():

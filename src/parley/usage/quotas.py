@@ -20,6 +20,7 @@ from parley.billing.service import BillingService, OrgLimits
 from parley.db.engine import Database
 from parley.errors import ParleyError, PermissionDenied, RateLimited
 from parley.kit.clock import Clock, utcnow
+from parley.kit.singleflight import SingleFlight
 from parley.principal import OrgContext
 from parley.usage import repository
 from parley.usage.recorder import UsageRecorder
@@ -80,6 +81,7 @@ class QuotaService:
         self.clock = clock
         self._noticed: set[tuple[str, datetime, str, int]] = set()
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._rebuilds: SingleFlight[tuple[str, datetime], None] = SingleFlight()
 
     def allowed_tiers(self, limits: OrgLimits) -> tuple[str, ...]:
         return limits.limits.model_tiers
@@ -140,7 +142,8 @@ class QuotaService:
             ]
         admission = await self.limiter.admit(counters)
         if admission.missing:
-            await self._rebuild(limits)
+            key = (limits.org_id, limits.period_start)
+            await self._rebuilds.run(key, lambda: self._rebuild(limits))
             admission = await self.limiter.admit(counters)
         ticket = Ticket(
             ctx.org_id,
@@ -179,7 +182,7 @@ class QuotaService:
         limits = ticket.limits
         if ticket.message_index is not None and index == ticket.message_index:
             until = max(1, int((limits.period_end - self.clock()).total_seconds()))
-            own_cap = limits.limits.overage
+            own_cap = limits.stops_at_own_cap
             return QuotaExceeded(
                 f"The organisation has used all {counter.limit} messages "
                 + ("allowed by its own cap" if own_cap else f"of the {limits.plan.name} plan")

@@ -55,7 +55,7 @@ class UsageService:
         messages += pending_messages
         cost += pending_cost
         plan = limits.limits
-        message_limit = plan.messages if not plan.overage else (limits.message_cap or plan.messages)
+        message_limit = plan.messages if limits.message_limit is None else limits.message_limit
         storage_limit = None if plan.storage_mb is None else plan.storage_mb * 1024 * 1024
         seats_used = await self.orgs.member_count(session, ctx.org_id)
         return UsageSummaryOut(

@@ -57,3 +57,4 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/http_clients.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/usage_report.py

@@ -75,6 +75,7 @@ def wrk(
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = {
         m.group(1): _ms(m.group(2))
@@ -84,6 +85,7 @@ def wrk(
         "rps": rps,
         "p50": lat.get("50"),
         "p99": lat.get("99"),
+        "total": total,
         "non_2xx": int(errors.group(1)) if errors else 0,
     }
 
@@ -208,6 +210,22 @@ def main() -> None:
         )
         d1 = wrk(direct_url, connections=1, seconds=args.seconds, headers={}, tmp=tmp)
         p1 = wrk(parley_url, connections=1, seconds=args.seconds, headers=auth, tmp=tmp)
+        # Quota contention: 50 connections race for the last `quota` messages of one org.
+        quota = 3000
+        used = httpx.get(
+            f"http://127.0.0.1:{parley_port}/v1/usage/summary", headers=auth, timeout=10
+        )
+        used.raise_for_status()
+        cap = used.json()["messages"]["used"] + quota
+        httpx.patch(
+            f"http://127.0.0.1:{parley_port}/v1/billing/subscription",
+            json={"message_cap": cap},
+            headers=auth,
+            timeout=10,
+        ).raise_for_status()
+        race = wrk(
+            parley_url, connections=args.connections, seconds=args.seconds, headers=auth, tmp=tmp
+        )
         rss = peak_rss_mb(server.pid)
     finally:
         for proc in reversed(procs):
@@ -228,6 +246,11 @@ def main() -> None:
     )
     print(
         f"  added       p50 {p1['p50'] - d1['p50']:.3f} ms   p99 {p1['p99'] - d1['p99']:.3f} ms   (target: >= 2000 req/s at 50 connections, <= 1 ms added p50)"
+    )
+    won = race["total"] - race["non_2xx"]
+    print(
+        f"  quota race  {race['rps']:>9.0f} req/s with a {quota}-message quota left: {won} succeeded,"
+        f" {race['non_2xx']} refused (429) -> {'exact' if won == quota else 'NOT EXACT'}"
     )
     print(f"  peak RSS    Parley {rss:.0f} MB (target < 250 MB)")
 

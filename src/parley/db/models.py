@@ -7,7 +7,7 @@ from parley.db.base import Base
 from parley.jobs.models import Job
 from parley.keys.models import ApiKey
 from parley.orgs.models import Invitation, Membership, Organization
-from parley.usage.models import UsageEvent
+from parley.usage.models import UsageDaily, UsageEvent
 
 __all__ = [
     "ApiKey",
@@ -21,6 +21,7 @@ __all__ = [
     "QuotaNotice",
     "RefreshToken",
     "Subscription",
+    "UsageDaily",
     "UsageEvent",
     "User",
 ]

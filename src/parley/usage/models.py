@@ -38,3 +38,22 @@ class UsageEvent(IdMixin, Base):
     overage: Mapped[bool] = mapped_column(Boolean, default=False)
     error_type: Mapped[str | None] = mapped_column(String(60))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UsageDaily(Base):
+    """Per-day sums of the ledger, kept as events are written: reports read these rows
+    instead of scanning every event of a long range."""
+
+    __tablename__ = "usage_daily"
+
+    org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "" for users
+    user_id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "" for keys
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    messages: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    overage_messages: Mapped[int] = mapped_column(BigInteger, default=0)

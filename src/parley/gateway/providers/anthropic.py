@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from parley.gateway.anthropic_format import (
@@ -14,7 +13,7 @@ from parley.gateway.anthropic_format import (
 )
 from parley.gateway.errors import UpstreamError
 from parley.gateway.providers.base import Deployment, Json, ProviderSettings
-from parley.gateway.providers.http import HttpClient
+from parley.gateway.providers.http import HttpClient, stream_errors_mapped
 from parley.gateway.sse import parse_sse
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -85,22 +84,9 @@ class AnthropicProvider:
                     f"{name} ended the stream without message_stop", kind="connect", provider=name
                 )
 
-            try:
-                async for chunk in anthropic_stream_to_openai_chunks(events(), deployment.model):
-                    yield chunk
-            except UpstreamError as exc:
-                exc.provider = exc.provider or name
-                raise
-            except TimeoutError as exc:
-                raise UpstreamError(
-                    f"{name} stalled mid-stream for {timeout_s:g} s", kind="timeout", provider=name
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(
-                    f"{name} broke the stream off: {type(exc).__name__}",
-                    kind="connect",
-                    provider=name,
-                ) from exc
+            chunks = anthropic_stream_to_openai_chunks(events(), deployment.model)
+            async for chunk in stream_errors_mapped(name, timeout_s, chunks):
+                yield chunk
 
     async def embed(self, request: Json, deployment: Deployment, *, timeout_s: float) -> Json:
         raise UpstreamError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from parley.gateway.errors import UpstreamError
@@ -17,7 +16,7 @@ from parley.gateway.gemini_format import (
     openai_to_gemini_request,
 )
 from parley.gateway.providers.base import Deployment, Json, ProviderSettings
-from parley.gateway.providers.http import HttpClient
+from parley.gateway.providers.http import HttpClient, stream_errors_mapped
 from parley.gateway.sse import parse_sse
 
 
@@ -76,22 +75,9 @@ class GeminiProvider:
                         )
                     yield data
 
-            try:
-                async for chunk in gemini_stream_to_openai_chunks(events(), deployment.model):
-                    yield chunk
-            except UpstreamError as exc:
-                exc.provider = exc.provider or name
-                raise
-            except TimeoutError as exc:
-                raise UpstreamError(
-                    f"{name} stalled mid-stream for {timeout_s:g} s", kind="timeout", provider=name
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(
-                    f"{name} broke the stream off: {type(exc).__name__}",
-                    kind="connect",
-                    provider=name,
-                ) from exc
+            chunks = gemini_stream_to_openai_chunks(events(), deployment.model)
+            async for chunk in stream_errors_mapped(name, timeout_s, chunks):
+                yield chunk
 
     async def embed(self, request: Json, deployment: Deployment, *, timeout_s: float) -> Json:
         body = openai_to_gemini_embed_request(request, deployment.model)

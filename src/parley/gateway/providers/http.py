@@ -145,3 +145,23 @@ class HttpClient:
                 provider=self.settings.name,
             )
         return data
+
+
+async def stream_errors_mapped(
+    name: str, timeout_s: float, chunks: AsyncIterator[Json]
+) -> AsyncIterator[Json]:
+    """Relay a provider's stream, turning transport failures mid-stream into UpstreamError."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except UpstreamError as exc:
+        exc.provider = exc.provider or name
+        raise
+    except TimeoutError as exc:
+        raise UpstreamError(
+            f"{name} stalled mid-stream for {timeout_s:g} s", kind="timeout", provider=name
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(
+            f"{name} broke the stream off: {type(exc).__name__}", kind="connect", provider=name
+        ) from exc

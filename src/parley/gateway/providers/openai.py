@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from parley.gateway.errors import UpstreamError
 from parley.gateway.providers.base import Deployment, Json, ProviderSettings
-from parley.gateway.providers.http import HttpClient
+from parley.gateway.providers.http import HttpClient, stream_errors_mapped
 from parley.gateway.sse import parse_sse
 
 
@@ -47,7 +46,8 @@ class OpenAIProvider:
         async with self.http.post(
             f"{self.base_url}/chat/completions", body, timeout_s=timeout_s, stream=True
         ) as response:
-            try:
+
+            async def chunks() -> AsyncIterator[Json]:
                 async for event in parse_sse(response.content):
                     if event.data == "[DONE]":
                         return
@@ -65,19 +65,12 @@ class OpenAIProvider:
                             provider=name,
                         )
                     yield chunk
-            except TimeoutError as exc:
                 raise UpstreamError(
-                    f"{name} stalled mid-stream for {timeout_s:g} s", kind="timeout", provider=name
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(
-                    f"{name} broke the stream off: {type(exc).__name__}",
-                    kind="connect",
-                    provider=name,
-                ) from exc
-        raise UpstreamError(
-            f"{name} ended the stream without [DONE]", kind="connect", provider=name
-        )
+                    f"{name} ended the stream without [DONE]", kind="connect", provider=name
+                )
+
+            async for chunk in stream_errors_mapped(name, timeout_s, chunks()):
+                yield chunk
 
     async def embed(self, request: Json, deployment: Deployment, *, timeout_s: float) -> Json:
         body = {**request, "model": deployment.model}

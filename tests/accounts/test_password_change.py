@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.accounts.helpers import login, me, refresh
-from tests.support import PASSWORD, Account, assert_error, register
+from tests.support import PASSWORD, Account, FakeClock, assert_error, register
 
 NEW_PASSWORD = "a completely different passphrase"
 
@@ -118,3 +118,27 @@ async def test_wrong_current_passwords_are_throttled(client: httpx.AsyncClient) 
     )
     assert_error(blocked, 429, "rate_limit_error", "too_many_password_attempts")
     assert int(blocked.headers["retry-after"]) > 0
+
+
+async def test_access_tokens_from_before_a_password_change_stop_working(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    account = await register(client)
+    clock.advance(seconds=2)
+    changed = await client.post(
+        "/v1/users/me/password",
+        json={"current_password": account.password, "new_password": "a brand new passphrase"},
+        headers=account.headers,
+    )
+    assert changed.status_code == 204, changed.text
+    old = await client.get("/v1/users/me", headers=account.headers)
+    assert_error(old, 401, "authentication_error", "token_revoked")
+    clock.advance(seconds=1)
+    fresh = await client.post(
+        "/v1/auth/login", json={"email": account.email, "password": "a brand new passphrase"}
+    )
+    assert fresh.status_code == 200, fresh.text
+    me = await client.get(
+        "/v1/users/me", headers={"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    )
+    assert me.status_code == 200

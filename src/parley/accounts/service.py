@@ -26,7 +26,7 @@ from parley.errors import (
 from parley.kit.clock import Clock, utcnow
 from parley.kit.crypto import random_token, sha256_hex
 from parley.kit.ids import new_id
-from parley.kit.jwt import AccessTokenSigner, TokenExpired, TokenInvalid
+from parley.kit.jwt import AccessClaims, AccessTokenSigner, TokenExpired, TokenInvalid
 from parley.kit.passwords import PasswordHasherService, password_problem
 from parley.principal import Actor
 
@@ -290,9 +290,20 @@ class AccountService:
 
     # --- access tokens -------------------------------------------------------------------
 
-    def user_id_from_access_token(self, token: str) -> str:
+    async def user_for_access_token(self, session: AsyncSession, token: str) -> User:
+        """The active user behind an access token issued after their last password change."""
+        claims = self._access_claims(token)
+        user = await self.get_active_user(session, claims.subject)
+        if claims.issued_at < int(user.password_changed_at.timestamp()):
+            raise AuthenticationFailed(
+                "This access token was issued before the password was changed; log in again.",
+                code="token_revoked",
+            )
+        return user
+
+    def _access_claims(self, token: str) -> AccessClaims:
         try:
-            return self.signer.verify(token, self.clock()).subject
+            return self.signer.verify(token, self.clock())
         except TokenExpired as exc:
             raise AuthenticationFailed(
                 "Access token has expired; refresh it or log in again.", code="token_expired"

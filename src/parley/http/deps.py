@@ -76,13 +76,12 @@ async def authenticate(
     """The actor behind a token; a user token needs a session to load the user."""
     if looks_like_api_key(token):
         return await ctx.keys.authenticate(ctx.db, token), None
-    user_id = ctx.accounts.user_id_from_access_token(token)
     if session is None:
         async with ctx.db.session() as own:
-            user = await ctx.accounts.get_active_user(own, user_id)
+            user = await ctx.accounts.user_for_access_token(own, token)
     else:
-        user = await ctx.accounts.get_active_user(session, user_id)
-    return Actor(user_id=user_id), user
+        user = await ctx.accounts.user_for_access_token(session, token)
+    return Actor(user_id=user.id), user
 
 
 def requested_org_id(actor: Actor, user: User | None, header: str | None) -> str:

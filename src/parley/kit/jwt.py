@@ -24,6 +24,7 @@ class AccessClaims:
     subject: str
     expires_at: datetime
     token_id: str
+    issued_at: int = 0  # Unix seconds
 
 
 class AccessTokenSigner:
@@ -35,7 +36,9 @@ class AccessTokenSigner:
         self.ttl_s = ttl_s
 
     def issue(self, subject: str, now: datetime) -> tuple[str, AccessClaims]:
-        claims = AccessClaims(subject, now + timedelta(seconds=self.ttl_s), random_token(12))
+        claims = AccessClaims(
+            subject, now + timedelta(seconds=self.ttl_s), random_token(12), int(now.timestamp())
+        )
         payload: dict[str, Any] = {
             "sub": subject,
             "iss": self.issuer,
@@ -68,8 +71,9 @@ class AccessTokenSigner:
             raise TokenInvalid
         try:
             expires_at = datetime.fromtimestamp(int(payload["exp"]), tz=now.tzinfo)
+            issued_at = int(payload["iat"])
         except (TypeError, ValueError, OverflowError, OSError) as exc:
             raise TokenInvalid from exc
         if expires_at <= now:
             raise TokenExpired
-        return AccessClaims(payload["sub"], expires_at, payload.get("jti", ""))
+        return AccessClaims(payload["sub"], expires_at, payload.get("jti", ""), issued_at)

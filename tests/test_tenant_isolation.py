@@ -21,6 +21,7 @@ class OrgA:
     key: dict[str, Any]
     invitation_id: str
     invitation_token: str
+    conversation_id: str
 
 
 async def _org_a(client: httpx.AsyncClient) -> OrgA:
@@ -33,7 +34,19 @@ async def _org_a(client: httpx.AsyncClient) -> OrgA:
         headers=owner.headers,
     )
     assert invite.status_code == 201
-    return OrgA(owner, member, owner.org_id, key, invite.json()["id"], invite.json()["token"])
+    conversation = await client.post(
+        "/v1/conversations", json={"title": "A's", "model": "parley-mock"}, headers=owner.headers
+    )
+    assert conversation.status_code == 201, conversation.text
+    return OrgA(
+        owner,
+        member,
+        owner.org_id,
+        key,
+        invite.json()["id"],
+        invite.json()["token"],
+        conversation.json()["id"],
+    )
 
 
 # (method, path template, json body): every route that reads, changes or deletes an object
@@ -50,6 +63,11 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/orgs/{org}/audit-log", None),
     ("GET", "/v1/api-keys/{key}", None),
     ("DELETE", "/v1/api-keys/{key}", None),
+    ("GET", "/v1/conversations/{conversation}", None),
+    ("PATCH", "/v1/conversations/{conversation}", {"title": "taken over"}),
+    ("DELETE", "/v1/conversations/{conversation}", None),
+    ("GET", "/v1/conversations/{conversation}/messages", None),
+    ("POST", "/v1/conversations/{conversation}/messages", {"content": "hello"}),
 ]
 
 
@@ -62,7 +80,11 @@ NOT_ORG_OBJECTS = {
 
 def _fill(template: str, a: OrgA) -> str:
     return template.format(
-        org=a.org_id, user=a.member.user_id, key=a.key["id"], invitation=a.invitation_id
+        org=a.org_id,
+        user=a.member.user_id,
+        key=a.key["id"],
+        invitation=a.invitation_id,
+        conversation=a.conversation_id,
     )
 
 
@@ -148,12 +170,12 @@ async def test_unknown_ids_are_404_for_members_too(client: httpx.AsyncClient) ->
         "user": "usr_00000000000000000000000000",
         "key": "key_00000000000000000000000000",
         "invitation": "inv_00000000000000000000000000",
+        "conversation": "conv_00000000000000000000000000",
     }
     for method, template, body in ROUTES:
         path = template.format(**{**unknown, "org": a.org_id})
-        if "{org}" in template and not any(
-            k in template for k in ("{user}", "{key}", "{invitation}")
-        ):
+        ids = ("{user}", "{key}", "{invitation}", "{conversation}")
+        if "{org}" in template and not any(k in template for k in ids):
             path = template.format(**unknown)  # an unknown organisation itself
         response = await client.request(method, path, json=body, headers=a.owner.headers)
         assert_error(response, 404, "not_found_error")

@@ -15,6 +15,7 @@ from parley.audit import api as audit_api
 from parley.billing import api as billing_api
 from parley.config import Settings
 from parley.context import AppContext
+from parley.conversations import api as conversations_api
 from parley.db.migrate import upgrade
 from parley.gateway import api as gateway_api
 from parley.gateway import messages_api
@@ -89,6 +90,7 @@ def create_app(
         usage_api.router,
         gateway_api.router,
         messages_api.router,
+        conversations_api.router,
     ):
         app.include_router(router)
     return app

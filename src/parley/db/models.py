@@ -3,6 +3,7 @@
 from parley.accounts.models import RefreshToken, User
 from parley.audit.models import AuditEvent
 from parley.billing.models import PlanRow, QuotaNotice, Subscription
+from parley.conversations.models import Conversation, Message
 from parley.db.base import Base
 from parley.jobs.models import Job
 from parley.keys.models import ApiKey
@@ -13,9 +14,11 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Base",
+    "Conversation",
     "Invitation",
     "Job",
     "Membership",
+    "Message",
     "Organization",
     "PlanRow",
     "QuotaNotice",

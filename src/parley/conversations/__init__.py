@@ -1,0 +1,1 @@
+"""Conversations with memory: stored threads whose replies come through the gateway."""

@@ -1,0 +1,57 @@
+"""Queries of conversations and messages, always scoped to one organisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.conversations.models import Conversation, Message
+from parley.db.query import paginate, scoped
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def get(
+    session: AsyncSession, org_id: str, conversation_id: str, *, created_by: str | None
+) -> Conversation | None:
+    """A live conversation of the org; with `created_by`, only if that actor created it."""
+    stmt = scoped(Conversation, org_id).where(
+        Conversation.id == conversation_id, Conversation.deleted_at.is_(None)
+    )
+    if created_by is not None:
+        stmt = stmt.where(Conversation.created_by == created_by)
+    return await session.scalar(stmt)
+
+
+async def list_conversations(
+    session: AsyncSession,
+    org_id: str,
+    *,
+    created_by: str | None,
+    title_query: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[Sequence[Conversation], bool]:
+    stmt = scoped(Conversation, org_id).where(Conversation.deleted_at.is_(None))
+    if created_by is not None:
+        stmt = stmt.where(Conversation.created_by == created_by)
+    if title_query:
+        stmt = stmt.where(Conversation.title.ilike(f"%{_escape_like(title_query)}%", escape="\\"))
+    return await paginate(
+        session, stmt, Conversation.id, limit=limit, after=after, newest_first=True
+    )
+
+
+async def conversation_messages(
+    session: AsyncSession, org_id: str, conversation_id: str
+) -> Sequence[Message]:
+    """Every message of a conversation (all branches), oldest first."""
+    stmt = (
+        scoped(Message, org_id)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.id)
+    )
+    return (await session.scalars(stmt)).all()

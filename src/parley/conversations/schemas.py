@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_CONTENT_CHARS = 100_000
+
+
+class CreateConversationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, description="Default model for replies.")
+    system_prompt: str | None = Field(default=None, description="Sent before every exchange.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class PatchConversationRequest(BaseModel):
+    """Only the fields sent change; send null to clear title, model or system_prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=200)
+    model: str | None = None
+    system_prompt: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class PostMessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description="The user's message.")
+    model: str | None = Field(
+        default=None, description="Model for this reply; defaults to the conversation's."
+    )
+
+
+class ConversationOut(BaseModel):
+    object: Literal["conversation"] = "conversation"
+    id: str
+    org_id: str
+    created_by: str
+    title: str | None
+    model: str | None
+    system_prompt: str | None
+    metadata: dict[str, Any]
+    current_leaf_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageOut(BaseModel):
+    object: Literal["conversation.message"] = "conversation.message"
+    id: str
+    conversation_id: str
+    parent_id: str | None
+    role: Literal["user", "assistant", "system"]
+    content: str
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_micros: int
+    latency_ms: int | None
+    status: Literal["complete", "incomplete"]
+    created_at: datetime
+
+
+class MessageList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MessageOut]
+
+
+class ExchangeOut(BaseModel):
+    """What posting a message produced: the stored user message and the assistant's reply."""
+
+    object: Literal["conversation.exchange"] = "conversation.exchange"
+    conversation_id: str
+    user_message: MessageOut
+    assistant_message: MessageOut

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,7 @@ from parley.gateway.service import Completion, GatewayService
 from parley.kit.clock import Clock, utcnow
 from parley.kit.ids import new_id
 from parley.kit.tokens import content_text
-from parley.orgs.roles import Action, Role, Scope
+from parley.orgs.roles import Action, Role
 from parley.principal import OrgContext
 
 
@@ -51,14 +51,6 @@ def _sees_all(ctx: OrgContext) -> bool:
 
 def _owner_filter(ctx: OrgContext) -> str | None:
     return None if _sees_all(ctx) else ctx.actor.id
-
-
-def _gateway_context(ctx: OrgContext) -> OrgContext:
-    """The caller as the gateway sees it: posting in a conversation is inference on its
-    behalf, so a key with the `conversations` scope may have its messages answered."""
-    if ctx.role is None and Scope.CONVERSATIONS in ctx.actor.scopes:
-        return replace(ctx, actor=replace(ctx.actor, scopes=ctx.actor.scopes | {Scope.INFERENCE}))
-    return ctx
 
 
 class ConversationService:
@@ -223,7 +215,7 @@ class ConversationService:
         context.extend({"role": m.role, "content": m.content} for m in branch)
         context.append({"role": "user", "content": content})
         body, spec, _ = self.gateway.prepare_chat(
-            _gateway_context(ctx), {"model": model_name, "messages": context}
+            ctx, {"model": model_name, "messages": context}, action=Action.CONVERSATIONS
         )
         return PendingExchange(
             conversation_id=conversation.id,
@@ -238,13 +230,10 @@ class ConversationService:
     ) -> tuple[Completion, int]:
         """Ask the model through the gateway (quotas, limits, usage); no database session may
         be held open meanwhile. Returns the completion and its latency in milliseconds."""
-        gateway_ctx = _gateway_context(ctx)
-        await self.gateway.admit(
-            gateway_ctx, request_id, pending.spec, pending.body, counts_message=True
-        )
+        await self.gateway.admit(ctx, request_id, pending.spec, pending.body, counts_message=True)
         started = time.perf_counter()
         try:
-            done = await self.gateway.chat(gateway_ctx, request_id, pending.body, pending.spec)
+            done = await self.gateway.chat(ctx, request_id, pending.body, pending.spec)
         except BaseException:
             self.gateway.release(request_id)  # a no-op once the usage was recorded
             raise

@@ -199,8 +199,12 @@ class GatewayService:
 
     # --- chat ----------------------------------------------------------------------------
 
-    def prepare_chat(self, ctx: OrgContext, body: Any) -> tuple[Json, ModelSpec, int | None]:
-        ctx.require(Action.INFERENCE)
+    def prepare_chat(
+        self, ctx: OrgContext, body: Any, *, action: Action = Action.INFERENCE
+    ) -> tuple[Json, ModelSpec, int | None]:
+        """Validate a chat request for a caller allowed `action` (conversations reply through
+        here on their owner's behalf)."""
+        ctx.require(action)
         validate(ChatCompletionRequest, body)
         spec = self.model(ctx, body["model"], kind="chat")
         prompt = _check_context(body, spec)

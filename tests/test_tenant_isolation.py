@@ -67,6 +67,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PATCH", "/v1/conversations/{conversation}", {"title": "taken over"}),
     ("DELETE", "/v1/conversations/{conversation}", None),
     ("GET", "/v1/conversations/{conversation}/messages", None),
+    ("GET", "/v1/conversations/{conversation}/export", None),
     ("POST", "/v1/conversations/{conversation}/messages", {"content": "hello"}),
 ]
 

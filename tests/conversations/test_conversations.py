@@ -253,3 +253,35 @@ async def test_bad_input(client: httpx.AsyncClient) -> None:
 
     unknown_conv = await client.get("/v1/conversations/conv_nope", headers=owner.headers)
     assert_error(unknown_conv, 404, "not_found_error", "conversation_not_found")
+
+
+async def test_export_as_json_and_markdown(client: httpx.AsyncClient) -> None:
+    owner = await register(client)
+    conversation = await create(
+        client, owner.headers, title="Trip plans", system_prompt="Be brief."
+    )
+    await say(client, owner.headers, conversation["id"], "Where to in May?")
+    as_json = await client.get(
+        f"/v1/conversations/{conversation['id']}/export", headers=owner.headers
+    )
+    assert as_json.status_code == 200, as_json.text
+    body = as_json.json()
+    assert body["conversation"]["title"] == "Trip plans"
+    assert [(m["role"], m["content"]) for m in body["messages"]] == [
+        ("user", "Where to in May?"),
+        ("assistant", "Mock reply: Where to in May?"),
+    ]
+    as_md = await client.get(
+        f"/v1/conversations/{conversation['id']}/export?format=markdown", headers=owner.headers
+    )
+    assert as_md.status_code == 200
+    assert as_md.headers["content-type"].startswith("text/markdown")
+    text = as_md.text
+    assert text.startswith("# Trip plans")
+    assert "## System\n\nBe brief." in text
+    assert text.index("## User\n\nWhere to in May?") < text.index("Mock reply: Where to in May?")
+    other = await register(client)
+    hidden = await client.get(
+        f"/v1/conversations/{conversation['id']}/export", headers=other.headers
+    )
+    assert_error(hidden, 404, "not_found_error")

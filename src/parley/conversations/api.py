@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from parley.context import AppContext
 from parley.conversations.models import Conversation, Message
 from parley.conversations.schemas import (
+    ConversationExport,
     ConversationOut,
     CreateConversationRequest,
     ExchangeOut,
@@ -149,6 +150,56 @@ async def list_messages(
 ) -> MessageList:
     rows = await _service(ctx).messages(session, org, conversation_id)
     return MessageList(data=[message_out(m) for m in rows])
+
+
+def to_markdown(export: ConversationExport) -> str:
+    """The conversation as a Markdown document: a heading, then each turn under its role."""
+    c = export.conversation
+    lines = [f"# {c.title or 'Conversation'}", ""]
+    lines.append(f"*{c.id} · model {c.model or 'default'} · {c.created_at:%Y-%m-%d %H:%M} UTC*")
+    lines.append("")
+    if c.system_prompt:
+        lines += ["## System", "", c.system_prompt, ""]
+    for m in export.messages:
+        heading = (
+            "User" if m.role == "user" else f"Assistant ({m.model})" if m.model else "Assistant"
+        )
+        lines += [f"## {heading}", "", m.content, ""]
+    return "\n".join(lines)
+
+
+@router.get(
+    "/{conversation_id}/export",
+    response_model=ConversationExport,
+    responses={
+        **error_responses(401, 403, 404, 422),
+        200: {
+            "content": {"text/markdown": {}},
+            "description": "JSON, or Markdown with format=markdown",
+        },
+    },
+    summary="Export the conversation's current branch as JSON or Markdown",
+)
+async def export_conversation(
+    conversation_id: str,
+    org: OrgFromHeader,
+    ctx: Ctx,
+    session: DbSession,
+    format: Annotated[Literal["json", "markdown"], Query()] = "json",
+) -> ConversationExport | Response:
+    service = _service(ctx)
+    conversation = await service.get(session, org, conversation_id)
+    rows = await service.messages(session, org, conversation_id)
+    export = ConversationExport(
+        conversation=conversation_out(conversation), messages=[message_out(m) for m in rows]
+    )
+    if format == "json":
+        return export
+    return Response(
+        to_markdown(export),
+        media_type="text/markdown; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{conversation_id}.md"'},
+    )
 
 
 @router.post(

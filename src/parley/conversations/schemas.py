@@ -67,6 +67,12 @@ class MessageOut(BaseModel):
     created_at: datetime
 
 
+class ConversationExport(BaseModel):
+    object: Literal["conversation.export"] = "conversation.export"
+    conversation: ConversationOut
+    messages: list[MessageOut] = Field(description="The current branch, oldest first.")
+
+
 class MessageList(BaseModel):
     object: Literal["list"] = "list"
     data: list[MessageOut]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import orjson
-
 from parley.gateway.anthropic_format import (
     anthropic_stream_to_openai_chunks,
     anthropic_to_openai_response,
@@ -13,7 +11,7 @@ from parley.gateway.anthropic_format import (
 )
 from parley.gateway.errors import UpstreamError
 from parley.gateway.providers.base import Deployment, Json, ProviderSettings
-from parley.gateway.providers.http import HttpClient, stream_errors_mapped
+from parley.gateway.providers.http import HttpClient, event_object, stream_errors_mapped
 from parley.gateway.sse import parse_sse
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -65,18 +63,7 @@ class AnthropicProvider:
 
             async def events() -> AsyncIterator[tuple[str | None, Json]]:
                 async for event in parse_sse(response.content):
-                    try:
-                        data = orjson.loads(event.data)
-                    except orjson.JSONDecodeError as exc:
-                        raise UpstreamError(
-                            f"{name} sent a malformed stream event", kind="protocol", provider=name
-                        ) from exc
-                    if not isinstance(data, dict):
-                        raise UpstreamError(
-                            f"{name} sent a stream event that is not an object",
-                            kind="protocol",
-                            provider=name,
-                        )
+                    data = event_object(name, event.data)
                     yield event.event, data
                     if (data.get("type") or event.event) == "message_stop":
                         return

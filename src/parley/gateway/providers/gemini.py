@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import orjson
-
-from parley.gateway.errors import UpstreamError
 from parley.gateway.gemini_format import (
     gemini_stream_to_openai_chunks,
     gemini_to_openai_embeddings,
@@ -16,7 +13,7 @@ from parley.gateway.gemini_format import (
     openai_to_gemini_request,
 )
 from parley.gateway.providers.base import Deployment, Json, ProviderSettings
-from parley.gateway.providers.http import HttpClient, stream_errors_mapped
+from parley.gateway.providers.http import HttpClient, event_object, stream_errors_mapped
 from parley.gateway.sse import parse_sse
 
 
@@ -61,18 +58,7 @@ class GeminiProvider:
 
             async def events() -> AsyncIterator[Json]:
                 async for event in parse_sse(response.content):
-                    try:
-                        data = orjson.loads(event.data)
-                    except orjson.JSONDecodeError as exc:
-                        raise UpstreamError(
-                            f"{name} sent a malformed stream event", kind="protocol", provider=name
-                        ) from exc
-                    if not isinstance(data, dict):
-                        raise UpstreamError(
-                            f"{name} sent a stream event that is not an object",
-                            kind="protocol",
-                            provider=name,
-                        )
+                    data = event_object(name, event.data)
                     yield data
 
             chunks = gemini_stream_to_openai_chunks(events(), deployment.model)

@@ -165,3 +165,18 @@ async def stream_errors_mapped(
         raise UpstreamError(
             f"{name} broke the stream off: {type(exc).__name__}", kind="connect", provider=name
         ) from exc
+
+
+def event_object(name: str, data: str) -> Json:
+    """An upstream stream event's data as a JSON object, or the protocol error it is."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError(
+            f"{name} sent a malformed stream event", kind="protocol", provider=name
+        ) from exc
+    if not isinstance(value, dict):
+        raise UpstreamError(
+            f"{name} sent a stream event that is not an object", kind="protocol", provider=name
+        )
+    return value

@@ -28,7 +28,11 @@ class OutboxTransport:
         self.directory.mkdir(parents=True, exist_ok=True)
         msg_id = str(message["Message-ID"]).strip("<>").split("@", 1)[0]
         path = self.directory / f"{msg_id}.eml"
-        await anyio.Path(path).write_bytes(bytes(message))
+        # Written under a temporary name and renamed, so a reader of the folder never
+        # sees half a message.
+        partial = self.directory / f".{msg_id}.eml.partial"
+        await anyio.Path(partial).write_bytes(bytes(message))
+        await anyio.Path(partial).rename(path)
         log.info("mail.written", to=message["To"], subject=message["Subject"], path=str(path))
 
 

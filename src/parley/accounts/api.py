@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, Response, status
 
 from parley.accounts.models import User
 from parley.accounts.schemas import (
@@ -15,6 +17,8 @@ from parley.accounts.schemas import (
     UserOut,
 )
 from parley.accounts.service import Session
+from parley.config import Settings
+from parley.errors import AuthenticationFailed
 from parley.http.deps import Client, Ctx, CurrentUser, DbSession
 from parley.http.errors import error_responses
 
@@ -30,6 +34,51 @@ def user_out(user: User) -> UserOut:
         default_org_id=user.default_org_id,
         created_at=user.created_at,
     )
+
+
+# Browsers keep the refresh token in this cookie, out of reach of scripts: httpOnly,
+# SameSite=Strict, Secure over https, and sent only to /v1/auth/*. The JSON bodies still
+# carry the token for scripts and SDKs.
+REFRESH_COOKIE = "parley_refresh"
+REFRESH_COOKIE_PATH = "/v1/auth"
+
+OptionalRefresh = Annotated[RefreshRequest | None, Body()]
+
+
+def _secure(request: Request, settings: Settings) -> bool:
+    return request.url.scheme == "https" or settings.public_url.startswith("https://")
+
+
+def set_refresh_cookie(
+    response: Response, request: Request, settings: Settings, s: Session
+) -> None:
+    response.set_cookie(
+        REFRESH_COOKIE,
+        s.refresh_token,
+        max_age=s.refresh_expires_in,
+        path=REFRESH_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request, settings),
+    )
+
+
+def clear_refresh_cookie(response: Response, request: Request, settings: Settings) -> None:
+    response.delete_cookie(
+        REFRESH_COOKIE,
+        path=REFRESH_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request, settings),
+    )
+
+
+def presented_refresh_token(body: RefreshRequest | None, request: Request) -> str | None:
+    """The body's refresh token, else the cookie's."""
+    if body is not None and body.refresh_token is not None:
+        return body.refresh_token
+    cookie = request.cookies.get(REFRESH_COOKIE)
+    return cookie if cookie and len(cookie) <= 512 else None
 
 
 def token_response(s: Session) -> TokenResponse:
@@ -49,7 +98,12 @@ def token_response(s: Session) -> TokenResponse:
     summary="Create an account (and its personal organisation)",
 )
 async def register(
-    body: RegisterRequest, ctx: Ctx, session: DbSession, client: Client
+    body: RegisterRequest,
+    ctx: Ctx,
+    session: DbSession,
+    client: Client,
+    request: Request,
+    response: Response,
 ) -> TokenResponse:
     result = await ctx.accounts.register(
         session,
@@ -59,26 +113,47 @@ async def register(
         org_name=body.org_name,
         client=client,
     )
+    set_refresh_cookie(response, request, ctx.settings, result)
     return token_response(result)
 
 
 @auth.post("/login", responses=error_responses(401, 413, 422, 429), summary="Log in")
-async def login(body: LoginRequest, ctx: Ctx, session: DbSession, client: Client) -> TokenResponse:
+async def login(
+    body: LoginRequest,
+    ctx: Ctx,
+    session: DbSession,
+    client: Client,
+    request: Request,
+    response: Response,
+) -> TokenResponse:
     result = await ctx.accounts.login(
         session, email=body.email, password=body.password, client=client
     )
+    set_refresh_cookie(response, request, ctx.settings, result)
     return token_response(result)
 
 
 @auth.post(
     "/refresh",
     responses=error_responses(401, 422),
-    summary="Swap a refresh token for a new pair (the old one stops working)",
+    summary="Swap a refresh token (body or cookie) for a new pair (the old one stops working)",
 )
 async def refresh(
-    body: RefreshRequest, ctx: Ctx, session: DbSession, client: Client
+    ctx: Ctx,
+    session: DbSession,
+    client: Client,
+    request: Request,
+    response: Response,
+    body: OptionalRefresh = None,
 ) -> TokenResponse:
-    result = await ctx.accounts.refresh(session, refresh_token=body.refresh_token, client=client)
+    token = presented_refresh_token(body, request)
+    if token is None:
+        raise AuthenticationFailed(
+            "No refresh token: send refresh_token in the body, or log in again.",
+            code="missing_refresh_token",
+        )
+    result = await ctx.accounts.refresh(session, refresh_token=token, client=client)
+    set_refresh_cookie(response, request, ctx.settings, result)
     return token_response(result)
 
 
@@ -86,11 +161,17 @@ async def refresh(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(422),
-    summary="End the session the refresh token belongs to",
+    summary="End the session the refresh token (body or cookie) belongs to; clears the cookie",
 )
-async def logout(body: RefreshRequest, ctx: Ctx, session: DbSession, client: Client) -> Response:
-    await ctx.accounts.logout(session, refresh_token=body.refresh_token, client=client)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    ctx: Ctx, session: DbSession, client: Client, request: Request, body: OptionalRefresh = None
+) -> Response:
+    token = presented_refresh_token(body, request)
+    if token is not None:
+        await ctx.accounts.logout(session, refresh_token=token, client=client)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    clear_refresh_cookie(response, request, ctx.settings)
+    return response
 
 
 @users.get("/me", responses=error_responses(401, 403), summary="Your profile")

@@ -27,7 +27,13 @@ class LoginRequest(BaseModel):
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str = Field(min_length=1, max_length=512)
+    refresh_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="The refresh token; when absent, the `parley_refresh` cookie is used "
+        "(browsers: it is set by login, register and refresh, httpOnly and SameSite=Strict).",
+    )
 
 
 class ChangePasswordRequest(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import structlog
@@ -20,7 +21,7 @@ from parley.db.migrate import upgrade
 from parley.gateway import api as gateway_api
 from parley.gateway import messages_api
 from parley.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
-from parley.http import errors, health, openapi
+from parley.http import errors, health, openapi, webapp
 from parley.http.middleware import RequestContextMiddleware
 from parley.keys import api as keys_api
 from parley.kit.clock import Clock, utcnow
@@ -32,7 +33,11 @@ log = structlog.get_logger("parley")
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock = utcnow, configure_logs: bool = True
+    settings: Settings | None = None,
+    *,
+    clock: Clock = utcnow,
+    configure_logs: bool = True,
+    web_dir: Path | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     if configure_logs:
@@ -93,4 +98,6 @@ def create_app(
         conversations_api.router,
     ):
         app.include_router(router)
+    # Last: the web app (web/dist, or `web_dir`) answers what no API route matched.
+    webapp.install(app, web_dir)
     return app

@@ -22,6 +22,8 @@ class OrgA:
     invitation_id: str
     invitation_token: str
     conversation_id: str
+    user_message_id: str
+    reply_id: str
 
 
 async def _org_a(client: httpx.AsyncClient) -> OrgA:
@@ -38,6 +40,12 @@ async def _org_a(client: httpx.AsyncClient) -> OrgA:
         "/v1/conversations", json={"title": "A's", "model": "parley-mock"}, headers=owner.headers
     )
     assert conversation.status_code == 201, conversation.text
+    exchange = await client.post(
+        f"/v1/conversations/{conversation.json()['id']}/messages",
+        json={"content": "hello"},
+        headers=owner.headers,
+    )
+    assert exchange.status_code == 201, exchange.text
     return OrgA(
         owner,
         member,
@@ -46,6 +54,8 @@ async def _org_a(client: httpx.AsyncClient) -> OrgA:
         invite.json()["id"],
         invite.json()["token"],
         conversation.json()["id"],
+        exchange.json()["user_message"]["id"],
+        exchange.json()["assistant_message"]["id"],
     )
 
 
@@ -69,6 +79,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/conversations/{conversation}/messages", None),
     ("GET", "/v1/conversations/{conversation}/export", None),
     ("POST", "/v1/conversations/{conversation}/messages", {"content": "hello"}),
+    ("POST", "/v1/conversations/{conversation}/messages/{reply}/regenerate", {}),
+    ("POST", "/v1/conversations/{conversation}/messages/{user_message}/edit", {"content": "x"}),
+    ("POST", "/v1/conversations/{conversation}/cancel", None),
 ]
 
 
@@ -86,6 +99,8 @@ def _fill(template: str, a: OrgA) -> str:
         key=a.key["id"],
         invitation=a.invitation_id,
         conversation=a.conversation_id,
+        user_message=a.user_message_id,
+        reply=a.reply_id,
     )
 
 
@@ -172,10 +187,12 @@ async def test_unknown_ids_are_404_for_members_too(client: httpx.AsyncClient) ->
         "key": "key_00000000000000000000000000",
         "invitation": "inv_00000000000000000000000000",
         "conversation": "conv_00000000000000000000000000",
+        "user_message": "msg_00000000000000000000000000",
+        "reply": "msg_00000000000000000000000001",
     }
     for method, template, body in ROUTES:
         path = template.format(**{**unknown, "org": a.org_id})
-        ids = ("{user}", "{key}", "{invitation}", "{conversation}")
+        ids = ("{user}", "{key}", "{invitation}", "{conversation}", "{user_message}", "{reply}")
         if "{org}" in template and not any(k in template for k in ids):
             path = template.format(**unknown)  # an unknown organisation itself
         response = await client.request(method, path, json=body, headers=a.owner.headers)

@@ -13,6 +13,10 @@ from parley.accounts.service import AccountService
 from parley.backends.factory import Backends, build_backends
 from parley.billing.service import BillingService
 from parley.config import Settings
+from parley.conversations.context import ContextBuilder
+from parley.conversations.live import ConversationHub
+from parley.conversations.replies import ReplyRunner
+from parley.conversations.service import ConversationService
 from parley.db.engine import Database
 from parley.gateway.config import load_config
 from parley.gateway.service import GatewayService
@@ -48,6 +52,9 @@ class AppContext:
     quotas: QuotaService
     usage_reports: UsageService
     gateway: GatewayService
+    conversations: ConversationService
+    conversation_hub: ConversationHub
+    replies: ReplyRunner
     clock: Clock = utcnow
     worker: Worker | None = field(default=None)
 
@@ -88,6 +95,10 @@ class AppContext:
         quotas = QuotaService(backends.limiter, billing, db, usage, clock=clock)
         usage_reports = UsageService(billing, orgs, usage, clock=clock)
         gateway = GatewayService(gateway_config, usage, quotas, clock=clock)
+        conversations = ConversationService(
+            db, gateway, ContextBuilder(gateway, gateway_config.conversations), clock=clock
+        )
+        conversation_hub = ConversationHub(backends.pubsub)
         return cls(
             settings=settings,
             db=db,
@@ -103,6 +114,9 @@ class AppContext:
             quotas=quotas,
             usage_reports=usage_reports,
             gateway=gateway,
+            conversations=conversations,
+            conversation_hub=conversation_hub,
+            replies=ReplyRunner(conversations, conversation_hub),
             clock=clock,
         )
 
@@ -126,6 +140,7 @@ class AppContext:
         await self.billing.start()
         if with_gateway:
             await self.gateway.start()
+            await self.conversation_hub.start()
         if with_worker:
             self.worker = self.make_worker()
             self.db.jobs_committed = self.worker.wake
@@ -135,6 +150,7 @@ class AppContext:
         if self.worker is not None:
             await self.worker.stop()
             self.db.jobs_committed = None
+        await self.conversation_hub.stop()
         await self.gateway.stop()
         await self.quotas.drain()
         await self.billing.stop()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+import structlog
 from redis.asyncio import Redis
+
+log = structlog.get_logger("parley.pubsub")
 
 
 class PubSub(Protocol):
@@ -81,3 +84,56 @@ class RedisPubSub:
 
     async def close(self) -> None:
         return None
+
+
+class ChannelListener:
+    """Runs `handle` for every message on one channel, for the life of the process.
+
+    Reconnects after a backend failure; `on_gap` runs then, since messages published
+    meanwhile were missed (caches drop what they hold, for instance).
+    """
+
+    def __init__(
+        self,
+        pubsub: PubSub,
+        channel: str,
+        handle: Callable[[bytes], object],
+        *,
+        on_gap: Callable[[], None] | None = None,
+        name: str,
+    ) -> None:
+        self.pubsub = pubsub
+        self.channel = channel
+        self.handle = handle
+        self.on_gap = on_gap
+        self.name = name
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, *, wait_s: float = 5.0) -> None:
+        """Subscribe; returns once the subscription is in place (or after `wait_s`)."""
+        self._task = asyncio.create_task(self._run(), name=self.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=wait_s)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with self.pubsub.subscribe(self.channel) as messages:
+                    self._ready.set()
+                    async for message in messages:
+                        self.handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("pubsub.listener_reconnecting", listener=self.name)
+                if self.on_gap is not None:
+                    self.on_gap()
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -6,7 +6,6 @@ seconds and dropped everywhere at once when a subscription changes (pub/sub).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.backends.pubsub import PubSub
+from parley.backends.pubsub import ChannelListener, PubSub
 from parley.billing import repository
 from parley.billing.models import QuotaNotice, Subscription
 from parley.billing.plans import LIMIT_FIELDS, Plan, PlanLimits, plan_from_row
@@ -91,7 +90,13 @@ class BillingService:
         self.plans: dict[str, Plan] = {}
         self._cache: dict[str, OrgLimits] = {}
         self._lookups: SingleFlight[str, OrgLimits] = SingleFlight()
-        self._listener: asyncio.Task[None] | None = None
+        self._listener = ChannelListener(
+            pubsub,
+            CHANGED_CHANNEL,
+            lambda message: self._cache.pop(message.decode(), None),
+            on_gap=self._cache.clear,
+            name="parley-subscription-changes",
+        )
 
     # --- plans ---------------------------------------------------------------------------
 
@@ -252,30 +257,10 @@ class BillingService:
         except Exception as exc:
             # Start anyway: /readyz reports the database, and plans load on first use.
             log.warning("billing.plans_not_loaded", error=type(exc).__name__)
-        ready = asyncio.Event()
-
-        async def listen() -> None:
-            while True:
-                try:
-                    async with self.pubsub.subscribe(CHANGED_CHANNEL) as messages:
-                        ready.set()
-                        async for message in messages:
-                            self._cache.pop(message.decode(), None)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self._cache.clear()
-                    await asyncio.sleep(1)
-
-        self._listener = asyncio.create_task(listen(), name="parley-subscription-changes")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout=5)
+        await self._listener.start()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await self._listener.stop()
 
     # --- seats, storage, notices ---------------------------------------------------------
 

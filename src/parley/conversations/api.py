@@ -2,32 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, cast
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, status
+from fastapi.responses import StreamingResponse
 
 from parley.context import AppContext
-from parley.conversations.models import Conversation, Message
+from parley.conversations.models import Conversation
+from parley.conversations.replies import Reply, message_out
 from parley.conversations.schemas import (
+    CancelOut,
     ConversationExport,
     ConversationOut,
     CreateConversationRequest,
+    EditMessageRequest,
     ExchangeOut,
     MessageList,
-    MessageOut,
     PatchConversationRequest,
     PostMessageRequest,
+    RegenerateRequest,
 )
-from parley.conversations.service import ConversationService
-from parley.http.deps import Ctx, DbSession, OrgFromHeader, inference_context
+from parley.conversations.service import ReplyPlan
+from parley.conversations.socket import ConversationSocket
+from parley.gateway.sse import encode_event
+from parley.http.deps import (
+    Ctx,
+    DbSession,
+    OrgFromHeader,
+    inference_context,
+)
 from parley.http.errors import error_responses
 from parley.kit.pagination import Page, PageParams, page_params
+from parley.principal import OrgContext
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
-
-def _service(ctx: AppContext) -> ConversationService:
-    return ConversationService(ctx.gateway, clock=ctx.clock)
+REPLY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **error_responses(400, 401, 403, 404, 422, 429, 502, 503, 504),
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "With stream=true: server-sent events message.created, "
+        "message.delta, message.completed and error.",
+    },
+}
 
 
 def conversation_out(c: Conversation) -> ConversationOut:
@@ -39,26 +57,10 @@ def conversation_out(c: Conversation) -> ConversationOut:
         model=c.model,
         system_prompt=c.system_prompt,
         metadata=c.metadata_,
+        context_strategy=c.context_strategy,
         current_leaf_id=c.current_leaf_id,
         created_at=c.created_at,
         updated_at=c.updated_at,
-    )
-
-
-def message_out(m: Message) -> MessageOut:
-    return MessageOut(
-        id=m.id,
-        conversation_id=m.conversation_id,
-        parent_id=m.parent_id,
-        role=cast(Literal["user", "assistant", "system"], m.role),
-        content=m.content,
-        model=m.model,
-        prompt_tokens=m.prompt_tokens,
-        completion_tokens=m.completion_tokens,
-        cost_micros=m.cost_micros,
-        latency_ms=m.latency_ms,
-        status=cast(Literal["complete", "incomplete"], m.status),
-        created_at=m.created_at,
     )
 
 
@@ -71,13 +73,14 @@ def message_out(m: Message) -> MessageOut:
 async def create_conversation(
     body: CreateConversationRequest, org: OrgFromHeader, ctx: Ctx, session: DbSession
 ) -> ConversationOut:
-    conversation = await _service(ctx).create(
+    conversation = await ctx.conversations.create(
         session,
         org,
         title=body.title,
         model=body.model,
         system_prompt=body.system_prompt,
         metadata=body.metadata,
+        context_strategy=body.context_strategy,
     )
     return conversation_out(conversation)
 
@@ -94,7 +97,7 @@ async def list_conversations(
         str | None, Query(max_length=200, description="Only titles containing this text.")
     ] = None,
 ) -> Page[ConversationOut]:
-    rows, has_more = await _service(ctx).list(
+    rows, has_more = await ctx.conversations.list(
         session, org, query=q, limit=paging.limit, after=paging.after
     )
     return Page.build(rows, has_more, conversation_out)
@@ -106,7 +109,7 @@ async def list_conversations(
 async def get_conversation(
     conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
 ) -> ConversationOut:
-    return conversation_out(await _service(ctx).get(session, org, conversation_id))
+    return conversation_out(await ctx.conversations.get(session, org, conversation_id))
 
 
 @router.patch(
@@ -121,7 +124,7 @@ async def patch_conversation(
     ctx: Ctx,
     session: DbSession,
 ) -> ConversationOut:
-    conversation = await _service(ctx).patch(
+    conversation = await ctx.conversations.patch(
         session, org, conversation_id, body.model_dump(exclude_unset=True)
     )
     return conversation_out(conversation)
@@ -136,7 +139,7 @@ async def patch_conversation(
 async def delete_conversation(
     conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
 ) -> Response:
-    await _service(ctx).delete(session, org, conversation_id)
+    await ctx.conversations.delete(session, org, conversation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,8 +151,8 @@ async def delete_conversation(
 async def list_messages(
     conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
 ) -> MessageList:
-    rows = await _service(ctx).messages(session, org, conversation_id)
-    return MessageList(data=[message_out(m) for m in rows])
+    rows = await ctx.conversations.messages(session, org, conversation_id)
+    return MessageList(data=[message_out(m, siblings) for m, siblings in rows])
 
 
 def to_markdown(export: ConversationExport) -> str:
@@ -187,11 +190,11 @@ async def export_conversation(
     session: DbSession,
     format: Annotated[Literal["json", "markdown"], Query()] = "json",
 ) -> ConversationExport | Response:
-    service = _service(ctx)
-    conversation = await service.get(session, org, conversation_id)
-    rows = await service.messages(session, org, conversation_id)
+    conversation = await ctx.conversations.get(session, org, conversation_id)
+    rows = await ctx.conversations.messages(session, org, conversation_id)
     export = ConversationExport(
-        conversation=conversation_out(conversation), messages=[message_out(m) for m in rows]
+        conversation=conversation_out(conversation),
+        messages=[message_out(m, siblings) for m, siblings in rows],
     )
     if format == "json":
         return export
@@ -202,29 +205,110 @@ async def export_conversation(
     )
 
 
+async def _answer(
+    request: Request, ctx: AppContext, org: OrgContext, plan: ReplyPlan, *, stream: bool
+) -> Response:
+    reply = await ctx.replies.start(org, request.state.request_id, plan, listen=stream)
+    if stream:
+        return _sse(reply)
+    assistant = await reply.task
+    exchange = ExchangeOut(
+        conversation_id=plan.conversation_id,
+        user_message=reply.user_message,
+        assistant_message=assistant,
+    )
+    return Response(
+        exchange.model_dump_json(),
+        status_code=status.HTTP_201_CREATED,
+        media_type="application/json",
+    )
+
+
+def _sse(reply: Reply) -> StreamingResponse:
+    async def events() -> AsyncIterator[bytes]:
+        async for event in reply.stream():
+            yield encode_event(event["type"], event)
+
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
 @router.post(
     "/{conversation_id}/messages",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 401, 403, 404, 422, 429, 502, 503, 504),
-    summary="Send a message and get the assistant's reply",
+    response_model=ExchangeOut,
+    responses=REPLY_RESPONSES,
+    summary="Send a message and get the assistant's reply (JSON, or SSE with stream=true)",
     openapi_extra={"security": [{"HTTPBearer": []}]},
 )
 async def post_message(
     conversation_id: str, body: PostMessageRequest, request: Request, ctx: Ctx
-) -> ExchangeOut:
-    # No unit of work spans the model's reply: one reads and checks, the gateway answers
-    # (admitting and metering through its own sessions), and a second one stores.
+) -> Response:
+    # No unit of work spans the model's reply: it is stored in short ones before and after.
     org = await inference_context(ctx, request)
-    service = _service(ctx)
-    async with ctx.db.session() as session:
-        pending = await service.begin_exchange(
-            session, org, conversation_id, content=body.content, model=body.model
-        )
-    done, latency_ms = await service.reply(org, request.state.request_id, pending)
-    async with ctx.db.session() as session:
-        exchange = await service.store_exchange(session, org, pending, done, latency_ms)
-        return ExchangeOut(
-            conversation_id=conversation_id,
-            user_message=message_out(exchange.user_message),
-            assistant_message=message_out(exchange.assistant_message),
-        )
+    plan = await ctx.conversations.plan_reply(
+        org, conversation_id, kind="post", content=body.content, model=body.model
+    )
+    return await _answer(request, ctx, org, plan, stream=body.stream)
+
+
+@router.post(
+    "/{conversation_id}/messages/{message_id}/regenerate",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExchangeOut,
+    responses=REPLY_RESPONSES,
+    summary="Another reply to the message an assistant reply answered, as a new branch",
+    openapi_extra={"security": [{"HTTPBearer": []}]},
+)
+async def regenerate(
+    conversation_id: str, message_id: str, body: RegenerateRequest, request: Request, ctx: Ctx
+) -> Response:
+    org = await inference_context(ctx, request)
+    plan = await ctx.conversations.plan_reply(
+        org, conversation_id, kind="regenerate", message_id=message_id, model=body.model
+    )
+    return await _answer(request, ctx, org, plan, stream=body.stream)
+
+
+@router.post(
+    "/{conversation_id}/messages/{message_id}/edit",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExchangeOut,
+    responses=REPLY_RESPONSES,
+    summary="A new version of one of your messages, answered, as a new branch",
+    openapi_extra={"security": [{"HTTPBearer": []}]},
+)
+async def edit_message(
+    conversation_id: str, message_id: str, body: EditMessageRequest, request: Request, ctx: Ctx
+) -> Response:
+    org = await inference_context(ctx, request)
+    plan = await ctx.conversations.plan_reply(
+        org,
+        conversation_id,
+        kind="edit",
+        message_id=message_id,
+        content=body.content,
+        model=body.model,
+    )
+    return await _answer(request, ctx, org, plan, stream=body.stream)
+
+
+@router.post(
+    "/{conversation_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(401, 403, 404),
+    summary="Stop the reply in progress; what it wrote so far is kept",
+)
+async def cancel_reply(
+    conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
+) -> CancelOut:
+    running = await ctx.conversations.reply_in_progress(session, org, conversation_id)
+    if running:
+        await ctx.conversation_hub.cancel(conversation_id)
+    return CancelOut(cancelled=running)
+
+
+@router.websocket("/{conversation_id}/ws")
+async def conversation_socket(websocket: WebSocket, conversation_id: str) -> None:
+    """Live events of the conversation; see parley.conversations.socket for the protocol."""
+    await ConversationSocket(websocket.app.state.ctx, websocket, conversation_id).run()

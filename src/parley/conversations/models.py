@@ -23,6 +23,10 @@ class Conversation(IdMixin, Base):
     system_prompt: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     current_leaf_id: Mapped[str | None] = mapped_column(String(40))
+    # How history that no longer fits the model's window is handled: summarize | truncate.
+    context_strategy: Mapped[str] = mapped_column(
+        String(20), default="summarize", server_default="summarize"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -43,5 +47,23 @@ class Message(IdMixin, Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="complete")  # complete | incomplete
+    # complete | incomplete (the upstream stopped early) | cancelled | streaming
+    status: Mapped[str] = mapped_column(String(20), default="complete")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConversationSummary(IdMixin, Base):
+    """A rolling summary of a branch's history, from its first message up to and including
+    `upto_message_id`. Each one extends an earlier one, so branches share what they share."""
+
+    __tablename__ = "conversation_summaries"
+
+    org_id: Mapped[str] = mapped_column(String(40), index=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    upto_message_id: Mapped[str] = mapped_column(String(40))
+    content: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

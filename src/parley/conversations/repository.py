@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.conversations.models import Conversation, Message
+from parley.conversations.models import Conversation, ConversationSummary, Message
 from parley.db.query import paginate, scoped
 
 
@@ -53,5 +54,52 @@ async def conversation_messages(
         scoped(Message, org_id)
         .where(Message.conversation_id == conversation_id)
         .order_by(Message.id)
+    )
+    return (await session.scalars(stmt)).all()
+
+
+async def children_ids(
+    session: AsyncSession, org_id: str, conversation_id: str, parent_id: str | None
+) -> list[str]:
+    """The ids of a message's children (of the conversation's roots for None), oldest first."""
+    parent = Message.parent_id.is_(None) if parent_id is None else Message.parent_id == parent_id
+    stmt = (
+        select(Message.id)
+        .where(Message.org_id == org_id, Message.conversation_id == conversation_id, parent)
+        .order_by(Message.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def message(
+    session: AsyncSession, org_id: str, conversation_id: str, message_id: str
+) -> Message | None:
+    stmt = scoped(Message, org_id).where(
+        Message.conversation_id == conversation_id, Message.id == message_id
+    )
+    return await session.scalar(stmt)
+
+
+async def streaming_exists(session: AsyncSession, org_id: str, conversation_id: str) -> bool:
+    stmt = (
+        select(Message.id)
+        .where(
+            Message.org_id == org_id,
+            Message.conversation_id == conversation_id,
+            Message.status == "streaming",
+        )
+        .limit(1)
+    )
+    return await session.scalar(stmt) is not None
+
+
+async def summaries(
+    session: AsyncSession, org_id: str, conversation_id: str
+) -> Sequence[ConversationSummary]:
+    """Every stored summary of the conversation (all branches), newest first."""
+    stmt = (
+        scoped(ConversationSummary, org_id)
+        .where(ConversationSummary.conversation_id == conversation_id)
+        .order_by(ConversationSummary.id.desc())
     )
     return (await session.scalars(stmt)).all()

@@ -7,6 +7,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_CONTENT_CHARS = 100_000
 
+ContextStrategy = Literal["summarize", "truncate"]
+MessageStatus = Literal["complete", "incomplete", "cancelled", "streaming"]
+_STRATEGY_DOC = (
+    "When the history outgrows the model's window: `summarize` (default) replaces the oldest "
+    "messages by a rolling summary, `truncate` drops them."
+)
+
 
 class CreateConversationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -15,6 +22,7 @@ class CreateConversationRequest(BaseModel):
     model: str | None = Field(default=None, description="Default model for replies.")
     system_prompt: str | None = Field(default=None, description="Sent before every exchange.")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    context_strategy: ContextStrategy = Field(default="summarize", description=_STRATEGY_DOC)
 
 
 class PatchConversationRequest(BaseModel):
@@ -26,15 +34,37 @@ class PatchConversationRequest(BaseModel):
     model: str | None = None
     system_prompt: str | None = None
     metadata: dict[str, Any] | None = None
+    context_strategy: ContextStrategy | None = Field(default=None, description=_STRATEGY_DOC)
+    current_leaf_id: str | None = Field(
+        default=None,
+        description="Switch branch: the conversation continues from the newest message "
+        "under this one.",
+    )
 
 
-class PostMessageRequest(BaseModel):
+class ReplyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, description="The user's message.")
     model: str | None = Field(
         default=None, description="Model for this reply; defaults to the conversation's."
     )
+    stream: bool = Field(
+        default=False,
+        description="Answer as server-sent events: message.created, message.delta, "
+        "message.completed, error.",
+    )
+
+
+class RegenerateRequest(ReplyOptions):
+    pass
+
+
+class PostMessageRequest(ReplyOptions):
+    content: str = Field(min_length=1, description="The user's message.")
+
+
+class EditMessageRequest(ReplyOptions):
+    content: str = Field(min_length=1, description="The new text of the user's message.")
 
 
 class ConversationOut(BaseModel):
@@ -46,6 +76,7 @@ class ConversationOut(BaseModel):
     model: str | None
     system_prompt: str | None
     metadata: dict[str, Any]
+    context_strategy: ContextStrategy
     current_leaf_id: str | None
     created_at: datetime
     updated_at: datetime
@@ -63,8 +94,12 @@ class MessageOut(BaseModel):
     completion_tokens: int
     cost_micros: int
     latency_ms: int | None
-    status: Literal["complete", "incomplete"]
+    status: MessageStatus
     created_at: datetime
+    sibling_ids: list[str] = Field(
+        description="Every message with the same parent (this one included), oldest first: "
+        "the branches at this point."
+    )
 
 
 class ConversationExport(BaseModel):
@@ -85,3 +120,8 @@ class ExchangeOut(BaseModel):
     conversation_id: str
     user_message: MessageOut
     assistant_message: MessageOut
+
+
+class CancelOut(BaseModel):
+    object: Literal["conversation.cancel"] = "conversation.cancel"
+    cancelled: bool = Field(description="Whether a reply was in progress.")

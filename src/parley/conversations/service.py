@@ -1,47 +1,102 @@
 """Conversations with memory: stored threads whose replies go through the gateway.
 
-Replies are metered like any inference call: the gateway admits the request against the
-plan's quotas and limits, and records one usage event for it.
+Messages form a tree by `parent_id`: regenerating a reply or editing a message starts a
+sibling branch, and the conversation's current leaf says which branch continues. Replies
+are metered like any inference call (quotas, limits, one usage event each); see replies.py.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.conversations import repository
+from parley.conversations.context import Context, ContextBuilder, Strategy, Summary, Turn
 from parley.conversations.models import Conversation, Message
 from parley.conversations.schemas import MAX_CONTENT_CHARS
+from parley.db.engine import Database
 from parley.errors import InvalidRequest, NotFound
 from parley.gateway.catalog import ModelSpec
 from parley.gateway.providers.base import Json
-from parley.gateway.service import Completion, GatewayService
+from parley.gateway.service import GatewayService
 from parley.kit.clock import Clock, utcnow
 from parley.kit.ids import new_id
-from parley.kit.tokens import content_text
 from parley.orgs.roles import Action, Role
 from parley.principal import OrgContext
 
+ReplyKind = Literal["post", "regenerate", "edit"]
+TITLE_CHARS = 60
+
 
 @dataclass(frozen=True, slots=True)
-class PendingExchange:
-    """A checked message and the chat request for its reply, before anything is stored."""
+class ReplyPlan:
+    """Everything decided before the model is called; nothing is stored yet."""
 
     conversation_id: str
-    parent_id: str | None
-    content: str
+    user: Turn  # the message being answered
+    user_parent_id: str | None
+    store_user: bool  # a new message (post, edit), or one already stored (regenerate)
+    title: str | None  # a title for a conversation that has none yet
     body: Json
     spec: ModelSpec
+    context: Context
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    user_message: Message
-    assistant_message: Message
+class Tree:
+    """A conversation's messages as the tree they form."""
+
+    def __init__(self, rows: Sequence[Message]) -> None:
+        self.by_id = {m.id: m for m in rows}
+        self.children: dict[str | None, list[str]] = {}
+        for m in sorted(rows, key=lambda m: m.id):
+            self.children.setdefault(m.parent_id, []).append(m.id)
+
+    def branch(self, leaf_id: str | None) -> list[Message]:
+        """From the first message down to `leaf_id`, oldest first."""
+        path: list[Message] = []
+        node = self.by_id.get(leaf_id) if leaf_id else None
+        while node is not None and len(path) <= len(self.by_id):
+            path.append(node)
+            node = self.by_id.get(node.parent_id) if node.parent_id else None
+        path.reverse()
+        return path
+
+    def siblings(self, message: Message) -> list[str]:
+        return self.children.get(message.parent_id, [message.id])
+
+    def newest_leaf(self, message_id: str) -> str:
+        """Following the newest child down from `message_id` to a leaf."""
+        node = message_id
+        for _ in range(len(self.by_id)):
+            kids = self.children.get(node)
+            if not kids:
+                break
+            node = kids[-1]
+        return node
+
+
+def make_title(content: str) -> str:
+    """A title from the first message: its first line, cut at a word within 60 characters."""
+    line = next((ln.strip() for ln in content.splitlines() if ln.strip()), "").strip("#*> ")
+    if len(line) <= TITLE_CHARS:
+        return line or "New conversation"
+    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,.;:-")
+    return (cut or line[:TITLE_CHARS]) + "…"
+
+
+def _check_content(content: str) -> None:
+    if not content.strip():
+        raise InvalidRequest("content must not be empty.", code="invalid_value", param="content")
+    if len(content) > MAX_CONTENT_CHARS:
+        raise InvalidRequest(
+            f"content is {len(content)} characters; a message may have at most "
+            f"{MAX_CONTENT_CHARS}. Split it into several messages.",
+            code="content_too_long",
+            param="content",
+        )
 
 
 def _sees_all(ctx: OrgContext) -> bool:
@@ -54,8 +109,17 @@ def _owner_filter(ctx: OrgContext) -> str | None:
 
 
 class ConversationService:
-    def __init__(self, gateway: GatewayService, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        gateway: GatewayService,
+        context: ContextBuilder,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.db = db
         self.gateway = gateway
+        self.context = context
         self.clock = clock
 
     # --- conversations -------------------------------------------------------------------
@@ -74,6 +138,7 @@ class ConversationService:
         model: str | None,
         system_prompt: str | None,
         metadata: dict[str, Any],
+        context_strategy: Strategy = "summarize",
     ) -> Conversation:
         ctx.require(Action.CONVERSATIONS)
         now = self.clock()
@@ -85,6 +150,7 @@ class ConversationService:
             model=self._check_model(ctx, model),
             system_prompt=system_prompt or None,
             metadata_=metadata,
+            context_strategy=context_strategy,
             created_at=now,
             updated_at=now,
         )
@@ -131,7 +197,8 @@ class ConversationService:
         conversation_id: str,
         changes: dict[str, Any],
     ) -> Conversation:
-        """Apply the fields given (title, system_prompt, metadata, model)."""
+        """Apply the fields given (title, system_prompt, metadata, model, context_strategy,
+        current_leaf_id)."""
         conversation = await self.get(session, ctx, conversation_id)
         if "title" in changes:
             title = changes["title"]
@@ -142,6 +209,17 @@ class ConversationService:
             conversation.model = self._check_model(ctx, changes["model"])
         if "metadata" in changes:
             conversation.metadata_ = changes["metadata"] or {}
+        if changes.get("context_strategy"):
+            conversation.context_strategy = changes["context_strategy"]
+        if changes.get("current_leaf_id"):
+            tree = await self._tree(session, conversation)
+            if changes["current_leaf_id"] not in tree.by_id:
+                raise NotFound(
+                    f"No message {changes['current_leaf_id']} in this conversation.",
+                    code="message_not_found",
+                    param="current_leaf_id",
+                )
+            conversation.current_leaf_id = tree.newest_leaf(changes["current_leaf_id"])
         conversation.updated_at = self.clock()
         await session.flush()
         return conversation
@@ -153,140 +231,119 @@ class ConversationService:
         conversation.updated_at = now
         await session.flush()
 
+    async def reply_in_progress(
+        self, session: AsyncSession, ctx: OrgContext, conversation_id: str
+    ) -> bool:
+        conversation = await self.get(session, ctx, conversation_id)
+        return await repository.streaming_exists(session, ctx.org_id, conversation.id)
+
     # --- messages ------------------------------------------------------------------------
 
-    async def _branch(self, session: AsyncSession, conversation: Conversation) -> Sequence[Message]:
-        """The current branch: from the first message down to the current leaf."""
-        if conversation.current_leaf_id is None:
-            return []
+    async def _tree(self, session: AsyncSession, conversation: Conversation) -> Tree:
         rows = await repository.conversation_messages(session, conversation.org_id, conversation.id)
-        by_id = {m.id: m for m in rows}
-        branch: list[Message] = []
-        seen: set[str] = set()
-        node = by_id.get(conversation.current_leaf_id)
-        while node is not None and node.id not in seen:
-            seen.add(node.id)
-            branch.append(node)
-            node = by_id.get(node.parent_id) if node.parent_id else None
-        branch.reverse()
-        return branch
+        return Tree(rows)
 
     async def messages(
         self, session: AsyncSession, ctx: OrgContext, conversation_id: str
-    ) -> Sequence[Message]:
+    ) -> Sequence[tuple[Message, Sequence[str]]]:
+        """The current branch, oldest first, each message with its siblings' ids."""
         conversation = await self.get(session, ctx, conversation_id)
-        return await self._branch(session, conversation)
+        tree = await self._tree(session, conversation)
+        return [(m, tree.siblings(m)) for m in tree.branch(conversation.current_leaf_id)]
 
-    async def begin_exchange(
+    async def plan_reply(
         self,
-        session: AsyncSession,
         ctx: OrgContext,
         conversation_id: str,
         *,
-        content: str,
-        model: str | None,
-    ) -> PendingExchange:
-        """Check the message and build the model's context: the system prompt, then the
-        current branch, then the new message. Nothing is written yet."""
+        kind: ReplyKind,
+        content: str | None = None,
+        message_id: str | None = None,
+        model: str | None = None,
+    ) -> ReplyPlan:
+        """Check the request and build the model's context within its window.
+
+        post: a new message after the current leaf; edit: a new version of user message
+        `message_id` (a sibling of it); regenerate: another reply to the user message
+        that assistant message `message_id` answered.
+        """
         ctx.require(Action.CONVERSATIONS)
-        if not content.strip():
-            raise InvalidRequest(
-                "content must not be empty.", code="invalid_value", param="content"
-            )
-        if len(content) > MAX_CONTENT_CHARS:
-            raise InvalidRequest(
-                f"content is {len(content)} characters; a message may have at most "
-                f"{MAX_CONTENT_CHARS}. Split it into several messages.",
-                code="content_too_long",
-                param="content",
-            )
-        conversation = await self.get(session, ctx, conversation_id)
-        model_name = model or conversation.model
-        if model_name is None:
+        if content is not None:
+            _check_content(content)
+        async with self.db.session() as session:
+            conversation = await self.get(session, ctx, conversation_id)
+            tree = await self._tree(session, conversation)
+            summaries = await repository.summaries(session, ctx.org_id, conversation.id)
+        if kind == "post":
+            assert content is not None
+            parent_id = conversation.current_leaf_id
+            user = Turn(new_id("msg"), "user", content)
+        else:
+            target = tree.by_id.get(message_id or "")
+            wanted = "user" if kind == "edit" else "assistant"
+            if target is None:
+                raise NotFound(
+                    f"No message {message_id} in this conversation.", code="message_not_found"
+                )
+            if target.role != wanted:
+                raise InvalidRequest(
+                    f"Only {'your own messages' if kind == 'edit' else 'replies'} can be "
+                    f"{'edited' if kind == 'edit' else 'regenerated'}; {message_id} is a "
+                    f"{target.role} message.",
+                    code="invalid_message_role",
+                )
+            if kind == "edit":
+                assert content is not None
+                parent_id = target.parent_id
+                user = Turn(new_id("msg"), "user", content)
+            else:
+                answered = tree.by_id.get(target.parent_id or "")
+                if answered is None:
+                    raise InvalidRequest(
+                        "This reply answers no stored message.", code="invalid_message_role"
+                    )
+                parent_id = answered.parent_id
+                user = Turn(answered.id, "user", answered.content)
+
+        name = model or conversation.model
+        if name is None:
             raise InvalidRequest(
                 "No model for this reply: send `model`, or set one on the conversation.",
                 code="model_required",
                 param="model",
             )
-        branch = await self._branch(session, conversation)
-        context: list[dict[str, Any]] = []
-        if conversation.system_prompt:
-            context.append({"role": "system", "content": conversation.system_prompt})
-        context.extend({"role": m.role, "content": m.content} for m in branch)
-        context.append({"role": "user", "content": content})
-        body, spec, _ = self.gateway.prepare_chat(
-            ctx, {"model": model_name, "messages": context}, action=Action.CONVERSATIONS
+        spec = self.gateway.model(ctx, name, kind="chat")
+        history = [Turn(m.id, m.role, m.content) for m in tree.branch(parent_id) if m.content]
+        on_branch = {t.id for t in history}
+        summary = next(
+            (
+                Summary(s.upto_message_id, s.content, s.tokens, s.model)
+                for s in summaries
+                if s.upto_message_id in on_branch
+            ),
+            None,
         )
-        return PendingExchange(
+        context = await self.context.build(
+            ctx,
+            spec,
+            system_prompt=conversation.system_prompt,
+            history=history,
+            latest=user,
+            summary=summary,
+            strategy="truncate" if conversation.context_strategy == "truncate" else "summarize",
+        )
+        body, spec, _ = self.gateway.prepare_chat(
+            ctx,
+            {"model": spec.name, "messages": context.messages, "max_tokens": context.max_tokens},
+            action=Action.CONVERSATIONS,
+        )
+        return ReplyPlan(
             conversation_id=conversation.id,
-            parent_id=conversation.current_leaf_id,
-            content=content,
+            user=user,
+            user_parent_id=parent_id,
+            store_user=kind != "regenerate",
+            title=make_title(user.content) if conversation.title is None else None,
             body=body,
             spec=spec,
+            context=context,
         )
-
-    async def reply(
-        self, ctx: OrgContext, request_id: str, pending: PendingExchange
-    ) -> tuple[Completion, int]:
-        """Ask the model through the gateway (quotas, limits, usage); no database session may
-        be held open meanwhile. Returns the completion and its latency in milliseconds."""
-        await self.gateway.admit(ctx, request_id, pending.spec, pending.body, counts_message=True)
-        started = time.perf_counter()
-        try:
-            done = await self.gateway.chat(ctx, request_id, pending.body, pending.spec)
-        except BaseException:
-            self.gateway.release(request_id)  # a no-op once the usage was recorded
-            raise
-        return done, int((time.perf_counter() - started) * 1000)
-
-    async def store_exchange(
-        self,
-        session: AsyncSession,
-        ctx: OrgContext,
-        pending: PendingExchange,
-        done: Completion,
-        latency_ms: int,
-    ) -> Exchange:
-        """Store the user's message and the reply under it, and move the current leaf."""
-        conversation = await self.get(session, ctx, pending.conversation_id)
-        choice = (done.body.get("choices") or [{}])[0]
-        reply = content_text((choice.get("message") or {}).get("content"))
-        usage = done.body.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        now = self.clock()
-        user_message = Message(
-            id=new_id("msg"),
-            org_id=ctx.org_id,
-            conversation_id=conversation.id,
-            parent_id=pending.parent_id,
-            role="user",
-            content=pending.content,
-            model=None,
-            prompt_tokens=0,
-            completion_tokens=0,
-            cost_micros=0,
-            status="complete",
-            created_at=now,
-        )
-        assistant_message = Message(
-            id=new_id("msg"),
-            org_id=ctx.org_id,
-            conversation_id=conversation.id,
-            parent_id=user_message.id,
-            role="assistant",
-            content=reply,
-            model=pending.spec.name,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_micros=pending.spec.cost_micros(prompt_tokens, completion_tokens),
-            latency_ms=latency_ms,
-            status="incomplete" if choice.get("finish_reason") == "length" else "complete",
-            created_at=now,
-        )
-        session.add_all([user_message, assistant_message])
-        # A concurrent exchange on the same leaf makes a sibling branch; the latest is current.
-        conversation.current_leaf_id = assistant_message.id
-        conversation.updated_at = now
-        await session.flush()
-        return Exchange(user_message, assistant_message)

@@ -3,7 +3,7 @@
 from parley.accounts.models import RefreshToken, User
 from parley.audit.models import AuditEvent
 from parley.billing.models import PlanRow, QuotaNotice, Subscription
-from parley.conversations.models import Conversation, Message
+from parley.conversations.models import Conversation, ConversationSummary, Message
 from parley.db.base import Base
 from parley.jobs.models import Job
 from parley.keys.models import ApiKey
@@ -15,6 +15,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Conversation",
+    "ConversationSummary",
     "Invitation",
     "Job",
     "Membership",

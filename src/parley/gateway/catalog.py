@@ -15,6 +15,7 @@ class ModelSpec:
     tier: str
     context_window: int
     max_output_tokens: int
+    reply_reserve: int
     input_micros_per_mtok: int
     output_micros_per_mtok: int
     strategy: str
@@ -37,6 +38,8 @@ def _spec(name: str, model: ModelConfig) -> ModelSpec:
         tier=model.tier,
         context_window=model.context_window,
         max_output_tokens=model.max_output_tokens,
+        reply_reserve=model.reply_reserve
+        or min(model.max_output_tokens, model.context_window // 4),
         input_micros_per_mtok=model.price.input_micros_per_mtok,
         output_micros_per_mtok=model.price.output_micros_per_mtok,
         strategy=model.strategy,

@@ -56,6 +56,12 @@ class ModelConfig(_Strict):
     tier: Literal["basic", "standard", "premium", "custom"] = "basic"
     context_window: int = Field(default=8192, gt=0)
     max_output_tokens: int = Field(default=4096, gt=0)
+    reply_reserve: int | None = Field(
+        default=None,
+        gt=0,
+        description="Tokens a conversation keeps free for the reply when it builds the "
+        "context; default: max_output_tokens, at most a quarter of the window.",
+    )
     price: PriceConfig = Field(default_factory=PriceConfig)
     strategy: Literal["priority", "weighted", "least_busy"] = "priority"
     aliases: list[str] = Field(default_factory=list)
@@ -80,10 +86,20 @@ class GatewaySection(_Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
 
+class ConversationsSection(_Strict):
+    summary_model: str | None = Field(
+        default=None,
+        description="A cheap model that writes the rolling summaries of long conversations; "
+        "default: the conversation's own model.",
+    )
+    summary_max_tokens: int = Field(default=512, gt=0)
+
+
 class GatewayConfig(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
+    conversations: ConversationsSection = Field(default_factory=ConversationsSection)
     # Overrides of the seeded plans, by plan id: {starter: {messages: 20000, rpm: 120}}.
     plans: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

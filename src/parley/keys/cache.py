@@ -10,7 +10,7 @@ from datetime import datetime
 
 import structlog
 
-from parley.backends.pubsub import PubSub
+from parley.backends.pubsub import ChannelListener, PubSub
 from parley.db.engine import Database
 from parley.keys import repository
 from parley.kit.clock import Clock, utcnow
@@ -45,8 +45,13 @@ class KeyCache:
         # before then may have read the key before its revocation committed.
         self._dropped_at: dict[str, float] = {}
         self._cleared_at = float("-inf")
-        self._listener: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._listener = ChannelListener(
+            pubsub,
+            REVOKED_CHANNEL,
+            lambda message: self.drop(message.decode()),
+            on_gap=self.clear,  # we may have missed revocations
+            name="parley-key-revocations",
+        )
 
     def get(self, key_hash: str) -> CachedKey | None:
         entry = self._entries.get(key_hash)
@@ -88,29 +93,10 @@ class KeyCache:
             log.warning("api_key.revoke_broadcast_failed")
 
     async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="parley-key-revocations")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout=5)
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                async with self.pubsub.subscribe(REVOKED_CHANNEL) as messages:
-                    self._ready.set()
-                    async for message in messages:
-                        self.drop(message.decode())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("api_key.revocation_listener_reconnecting")
-                self.clear()  # we may have missed revocations
-                await asyncio.sleep(1)
+        await self._listener.start()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await self._listener.stop()
 
 
 class KeyUsageTracker:

@@ -1,0 +1,187 @@
+"""The live WebSocket of a conversation: every client on it sees every reply stream.
+
+Connect to `/v1/conversations/{id}/ws` with the credentials of the REST API: the
+`Authorization` header, or (for browsers, which cannot set headers on a WebSocket) the
+`access_token` query parameter; the organisation comes from `Parley-Organization` or the
+`org` parameter. `after=<message id>` resumes: the messages of the current branch after
+that one are sent first (each as `message.created`, as stored), then live events.
+
+Server to client: `ready`, then the events of replies.py from any client and process,
+`cancelled` (the answer to a cancel), `pong`, and `error` for a command that failed.
+Client to server: `{"type": "send", "content", "model"?}`, `{"type": "regenerate",
+"message_id", "model"?}`, `{"type": "edit", "message_id", "content", "model"?}`,
+`{"type": "cancel"}`, `{"type": "ping"}`. Closing the socket stops the replies it started.
+A socket that cannot be opened (bad credentials, unknown conversation) gets an `error` event
+and is closed with code 4000 + the HTTP status (4401, 4403, 4404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from parley.context import AppContext
+from parley.conversations.live import Event
+from parley.conversations.replies import Reply, error_event, message_out
+from parley.conversations.service import ReplyKind
+from parley.errors import AuthenticationFailed, InvalidRequest, ParleyError
+from parley.http.deps import authenticate, org_context, requested_org_id
+from parley.kit.ids import new_id
+from parley.principal import OrgContext
+
+COMMANDS: dict[str, ReplyKind] = {"send": "post", "regenerate": "regenerate", "edit": "edit"}
+
+
+async def socket_context(ctx: AppContext, ws: WebSocket) -> OrgContext:
+    header = ws.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    token = (value.strip() if scheme.lower() == "bearer" else None) or ws.query_params.get(
+        "access_token"
+    )
+    if not token:
+        raise AuthenticationFailed(
+            "Missing credentials: send 'Authorization: Bearer ...' or ?access_token=.",
+            code="missing_credentials",
+        )
+    actor, user = await authenticate(ctx, None, token)
+    org_id = requested_org_id(
+        actor, user, ws.headers.get("parley-organization") or ws.query_params.get("org")
+    )
+    return await org_context(ctx, None, actor, org_id, ws.client.host if ws.client else None)
+
+
+class ConversationSocket:
+    def __init__(self, ctx: AppContext, ws: WebSocket, conversation_id: str) -> None:
+        self.ctx = ctx
+        self.ws = ws
+        self.conversation_id = conversation_id
+        self.commands: set[asyncio.Task[None]] = set()
+        self.replies: list[Reply] = []
+        self._send_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        try:
+            org = await socket_context(self.ctx, self.ws)
+            async with self.ctx.db.session() as session:
+                await self.ctx.conversations.get(session, org, self.conversation_id)
+        except ParleyError as exc:
+            await self.send(error_event(exc))
+            await self.ws.close(code=4000 + exc.status)
+            return
+        hub = self.ctx.conversation_hub
+        async with hub.events(self.conversation_id) as events:
+            # Subscribed before the backlog is read: nothing falls between the two.
+            await self.send({"type": "ready", "conversation_id": self.conversation_id})
+            await self._backlog(org, self.ws.query_params.get("after"))
+            pump = asyncio.create_task(self._pump(events))
+            try:
+                await self._receive(org)
+            finally:
+                pump.cancel()
+                for task in self.commands:
+                    task.cancel()
+                for reply in self.replies:  # closing the socket stops what it started
+                    reply.task.cancel()
+                pending: list[asyncio.Task[Any]] = [pump, *self.commands]
+                pending += [r.task for r in self.replies]
+                for task in pending:
+                    with contextlib.suppress(BaseException):
+                        await task
+
+    async def send(self, event: Event) -> None:
+        if self.ws.application_state != WebSocketState.CONNECTED:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await self.ws.send_text(orjson.dumps(event).decode())
+
+    async def _backlog(self, org: OrgContext, after: str | None) -> None:
+        if after is None:
+            return
+        async with self.ctx.db.session() as session:
+            rows = await self.ctx.conversations.messages(session, org, self.conversation_id)
+        ids = [m.id for m, _ in rows]
+        start = ids.index(after) + 1 if after in ids else 0
+        for message, siblings in rows[start:]:
+            out = message_out(message, siblings)
+            await self.send({"type": "message.created", "message": out.model_dump(mode="json")})
+
+    async def _pump(self, events: Any) -> None:
+        async for event in events:
+            await self.send(event)
+
+    async def _receive(self, org: OrgContext) -> None:
+        while True:
+            try:
+                raw = await self.ws.receive_text()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            try:
+                command = orjson.loads(raw)
+                if not isinstance(command, dict):
+                    raise ValueError
+            except ValueError:
+                await self.send(error_event(_bad("Each message must be a JSON object.")))
+                continue
+            kind = command.get("type")
+            task: asyncio.Task[Any]
+            if kind == "ping":
+                await self.send({"type": "pong"})
+            elif kind == "cancel":
+                task = asyncio.create_task(self._cancel(org))
+            elif kind in COMMANDS:
+                task = asyncio.create_task(self._start_reply(org, COMMANDS[kind], command))
+            else:
+                await self.send(
+                    error_event(
+                        _bad(f"Unknown command {kind!r}: send, regenerate, edit, cancel or ping.")
+                    )
+                )
+                continue
+            if kind != "ping":
+                self.commands.add(task)
+                task.add_done_callback(self.commands.discard)
+
+    async def _cancel(self, org: OrgContext) -> None:
+        async with self.ctx.db.session() as session:
+            running = await self.ctx.conversations.reply_in_progress(
+                session, org, self.conversation_id
+            )
+        if running:
+            await self.ctx.conversation_hub.cancel(self.conversation_id)
+        await self.send(
+            {"type": "cancelled", "conversation_id": self.conversation_id, "cancelled": running}
+        )
+
+    async def _start_reply(self, org: OrgContext, kind: ReplyKind, command: dict[str, Any]) -> None:
+        try:
+            content = command.get("content")
+            message_id = command.get("message_id")
+            model = command.get("model")
+            if kind != "regenerate" and not isinstance(content, str):
+                raise _bad("content must be a string.", param="content")
+            if kind != "post" and not isinstance(message_id, str):
+                raise _bad("message_id must be a message id.", param="message_id")
+            if model is not None and not isinstance(model, str):
+                raise _bad("model must be a string.", param="model")
+            plan = await self.ctx.conversations.plan_reply(
+                org,
+                self.conversation_id,
+                kind=kind,
+                content=content if kind != "regenerate" else None,
+                message_id=message_id,
+                model=model,
+            )
+            reply = await self.ctx.replies.start(org, new_id("req"), plan, listen=False)
+            self.replies.append(reply)
+        except ParleyError as exc:
+            await self.send(error_event(exc))
+
+
+def _bad(message: str, *, param: str | None = None) -> InvalidRequest:
+    return InvalidRequest(message, code="invalid_command", param=param)

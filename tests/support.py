@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
+
+if TYPE_CHECKING:
+    from parley.config import Settings
 
 PASSWORD = "correct horse battery staple"
 
@@ -129,3 +137,35 @@ def assert_error(
     assert error["message"], error
     assert response.headers.get("x-request-id"), "every response carries x-request-id"
     return error
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
+    from parley.app import create_app
+
+    """Another app (another process, as far as it knows) over the same database and Redis."""
+    app = create_app(settings, clock=clock, configure_logs=False)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def asgi_client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley.test")
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """The app behind a real socket (its lifespan is run by the caller)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -15,24 +15,21 @@ the ledger is exactly what it wrote.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from parley.app import create_app
 from parley.billing.models import QuotaNotice
 from parley.config import Settings
 from parley.usage.models import UsageEvent
-from tests.support import Account, FakeClock, bearer, create_key, register
+from tests.support import Account, bearer, create_key, register
 
 MOCK = "parley-mock"
 PRICED = "priced-mock"
@@ -159,33 +156,3 @@ async def summary(client: httpx.AsyncClient, account: Account) -> dict[str, Any]
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
-    """Another app (another process, as far as it knows) over the same database and Redis."""
-    app = create_app(settings, clock=clock, configure_logs=False)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-def asgi_client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley.test")
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """The app behind a real socket (its lifespan is run by the caller)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task

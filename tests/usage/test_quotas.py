@@ -20,18 +20,24 @@ from redis.exceptions import RedisError
 from parley.app import create_app
 from parley.backends.limits import ResilientLimiter
 from parley.config import Settings
-from tests.support import Account, FakeClock, assert_error, create_key, register
+from tests.support import (
+    Account,
+    FakeClock,
+    asgi_client,
+    assert_error,
+    create_key,
+    register,
+    running,
+    serving,
+)
 from tests.usage.conftest import (
     BROKEN,
     MICROS_PER_TOKEN,
     PREMIUM,
     PRICED,
-    asgi_client,
     chat,
     free_port,
     notices,
-    running,
-    serving,
     set_plan,
     settle,
     summary,

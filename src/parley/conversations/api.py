@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, status
-from fastapi.responses import StreamingResponse
 
 from parley.context import AppContext
 from parley.conversations.models import Conversation
@@ -33,6 +32,7 @@ from parley.http.deps import (
     inference_context,
 )
 from parley.http.errors import error_responses
+from parley.http.streaming import ClosingStreamingResponse
 from parley.kit.pagination import Page, PageParams, page_params
 from parley.principal import OrgContext
 
@@ -224,13 +224,13 @@ async def _answer(
     )
 
 
-def _sse(reply: Reply) -> StreamingResponse:
+def _sse(reply: Reply) -> ClosingStreamingResponse:
     async def events() -> AsyncIterator[bytes]:
         async for event in reply.stream():
             yield encode_event(event["type"], event)
 
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return ClosingStreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 @router.post(

@@ -75,10 +75,9 @@ class Reply:
             while (event := await self.events.get()) is not None:
                 yield event
         finally:
-            if not self.task.done():
-                self.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self.task
+            # Not awaited: the reply stores what it has on its own, and awaiting it from a
+            # task being cancelled would cancel that storing too.
+            self.task.cancel()
 
 
 class ReplyRunner:
@@ -110,14 +109,15 @@ class ReplyRunner:
             await _close(chunks)  # records the usage of what was opened
             raise
         queue: asyncio.Queue[Event | None] | None = asyncio.Queue() if listen else None
-        task = asyncio.create_task(
-            self._stream(ctx, plan, body, assistant, chunks, started, queue),
-            name=f"parley-reply-{assistant.id}",
-        )
-        self.hub.track(plan.conversation_id, task)
-        created = [user, assistant] if plan.store_user else [assistant]
-        for message in created:
-            await self._emit(plan.conversation_id, queue, _event("message.created", message))
+        try:
+            for message in [user, assistant] if plan.store_user else [assistant]:
+                await self._emit(plan.conversation_id, queue, _event("message.created", message))
+        finally:  # the reply goes on (and is stored) even if the caller is gone by now
+            task = asyncio.create_task(
+                self._stream(ctx, plan, body, assistant, chunks, started, queue),
+                name=f"parley-reply-{assistant.id}",
+            )
+            self.hub.track(plan.conversation_id, task)
         return Reply(user, assistant, task, queue)
 
     async def _store_start(self, ctx: OrgContext, plan: ReplyPlan) -> tuple[MessageOut, MessageOut]:
@@ -246,7 +246,34 @@ class ReplyRunner:
             self.hub.untrack(conversation_id, me)
             with contextlib.suppress(Exception):
                 await _close(chunks)
-        content = "".join(text)
+        finish = asyncio.ensure_future(
+            self._finish(
+                ctx, plan, body, assistant, "".join(text), usage, status, error, started, queue
+            )
+        )
+        while True:
+            try:
+                final = await asyncio.shield(finish)
+                break
+            except asyncio.CancelledError:
+                me.uncancel()  # cancelled again meanwhile: what arrived is stored regardless
+        if queue is not None:
+            queue.put_nowait(None)
+        return final
+
+    async def _finish(
+        self,
+        ctx: OrgContext,
+        plan: ReplyPlan,
+        body: Json,
+        assistant: MessageOut,
+        content: str,
+        usage: Json | None,
+        status: str,
+        error: Event | None,
+        started: float,
+        queue: asyncio.Queue[Event | None] | None,
+    ) -> MessageOut:
         if usage:
             prompt = int(usage.get("prompt_tokens") or 0)
             completion = int(usage.get("completion_tokens") or 0)
@@ -263,11 +290,9 @@ class ReplyRunner:
             cost_micros=plan.spec.cost_micros(prompt, completion),
             latency_ms=int((time.perf_counter() - started) * 1000),
         )
-        await self._emit(conversation_id, queue, _event("message.completed", final))
+        await self._emit(plan.conversation_id, queue, _event("message.completed", final))
         if error is not None:
-            await self._emit(conversation_id, queue, {"type": "error", "error": error})
-        if queue is not None:
-            queue.put_nowait(None)
+            await self._emit(plan.conversation_id, queue, {"type": "error", "error": error})
         return final
 
     async def _store_end(self, ctx: OrgContext, assistant: MessageOut, **fields: Any) -> MessageOut:

@@ -87,9 +87,7 @@ class ConversationSocket:
                     task.cancel()
                 for reply in self.replies:  # closing the socket stops what it started
                     reply.task.cancel()
-                pending: list[asyncio.Task[Any]] = [pump, *self.commands]
-                pending += [r.task for r in self.replies]
-                for task in pending:
+                for task in [pump, *self.commands]:
                     with contextlib.suppress(BaseException):
                         await task
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class Failure:
 @dataclass
 class FakeOpenAI:
     reply: str = "Hello from the fake upstream, how can I help?"
+    # When set, the reply to each request is computed from its body instead.
+    respond: Callable[[dict[str, Any]], str] | None = None
     include_usage: bool = True
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
@@ -98,9 +101,10 @@ class FakeOpenAI:
             return failed
         if streaming:
             return await self._stream(request)
+        reply = self.respond(body) if self.respond else self.reply
         prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-        completion = len(self.reply.split())
-        message: dict[str, Any] = {"role": "assistant", "content": self.reply}
+        completion = len(reply.split())
+        message: dict[str, Any] = {"role": "assistant", "content": reply}
         finish = "stop"
         if body.get("tools"):
             fn = body["tools"][0]["function"]["name"]
@@ -139,7 +143,7 @@ class FakeOpenAI:
         body = self.requests[-1]
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
-        words = self.reply.split(" ")
+        words = (self.respond(body) if self.respond else self.reply).split(" ")
         base = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",

@@ -6,7 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest fmt migration clean bench local-model
+.PHONY: install run test lint typecheck pytest fmt migration clean bench local-model \
+	web web-client webtest vitest e2e chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +27,7 @@ local-model:
 
 install: $(STAMP)
 
-run: install
+run: install web
 	$(BIN)/parley serve
 
 lint: install
@@ -39,7 +40,7 @@ typecheck: install
 pytest: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-test: lint typecheck pytest
+test: lint typecheck pytest webtest
 
 fmt: install
 	$(BIN)/ruff format src tests bench
@@ -50,7 +51,7 @@ migration: install
 	$(BIN)/python -m parley.db.autogen "$(m)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist
 
 # Reports figures against a direct baseline measured in the same run; never fails the suite.
 bench: install
@@ -58,3 +59,39 @@ bench: install
 	$(BIN)/python bench/http_clients.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/usage_report.py
+
+# ---- Web app (web/): React + TypeScript + Vite, served by `parley serve` at / ----------
+# Versions are pinned in web/package-lock.json; no browser is ever downloaded (Playwright
+# drives Debian's Chromium at /usr/bin/chromium).
+NPM      := cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm
+WEB_DEPS := web/node_modules/.installed
+WEB_SRC  := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_DEPS)
+
+web/dist/index.html: $(WEB_DEPS) $(WEB_SRC)
+	$(NPM) run --silent build
+
+web: web/dist/index.html
+
+# The typed client, generated from the OpenAPI document (commit the result; never edit it).
+web-client: install $(WEB_DEPS)
+	$(BIN)/python -c 'import json; from parley.app import create_app; \
+	  print(json.dumps(create_app(configure_logs=False).openapi()))' > web/openapi.json
+	cd web && npx openapi-typescript openapi.json --default-non-nullable false \
+	  -o src/api/schema.d.ts && rm openapi.json
+
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q chromium)
+
+vitest: $(WEB_DEPS)
+	$(NPM) run --silent test
+
+# End to end: a real `parley serve` on a free port with a throwaway data dir (web/e2e/server.ts).
+e2e: install web chromium
+	$(NPM) run --silent e2e
+
+webtest: vitest e2e

@@ -1,0 +1,8 @@
+export function Loading({ label = "Loading…" }: { label?: string }) {
+  return (
+    <div role="status" className="loading">
+      <span className="spinner" aria-hidden="true" />
+      {label}
+    </div>
+  );
+}

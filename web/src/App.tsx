@@ -2,7 +2,7 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { useEffect } from "react";
 import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router";
 import { ApiError } from "./api/errors";
-import { refreshSession } from "./api/session";
+import { resumeSession } from "./api/session";
 import { useSession } from "./api/useSession";
 import { Layout } from "./components/Layout";
 import { Loading } from "./components/Loading";
@@ -44,7 +44,7 @@ function Signed({ children }: { children: React.ReactNode }) {
 export function App() {
   useEffect(() => {
     // A page load starts with no access token: the refresh cookie may still hold a session.
-    void refreshSession();
+    void resumeSession();
   }, []);
   return (
     <QueryClientProvider client={queryClient}>

@@ -28,7 +28,29 @@ function set(next: Partial<SessionState>): void {
   for (const l of listeners) l(state);
 }
 
+// Whether this browser has signed in (so a refresh cookie may exist). It spares a visitor
+// who never signed in a refresh call bound to fail.
+const SIGNED_IN = "parley.signedIn";
+
+function remember(signedIn: boolean): void {
+  try {
+    if (signedIn) localStorage.setItem(SIGNED_IN, "1");
+    else localStorage.removeItem(SIGNED_IN);
+  } catch {
+    // storage unavailable: refresh every time
+  }
+}
+
+function mayHaveSession(): boolean {
+  try {
+    return localStorage.getItem(SIGNED_IN) === "1";
+  } catch {
+    return true;
+  }
+}
+
 export function setTokens(tokens: TokenResponse): void {
+  remember(true);
   set({ accessToken: tokens.access_token, user: tokens.user, ready: true });
 }
 
@@ -37,7 +59,17 @@ export function setUser(user: User): void {
 }
 
 export function clearSession(): void {
+  remember(false);
   set({ accessToken: null, user: null, ready: true });
+}
+
+/** At page load: resume the session the refresh cookie holds, if this browser has one. */
+export function resumeSession(): Promise<boolean> {
+  if (!mayHaveSession()) {
+    set({ ready: true });
+    return Promise.resolve(false);
+  }
+  return refreshSession();
 }
 
 let inflight: Promise<boolean> | null = null;

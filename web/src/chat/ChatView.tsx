@@ -13,6 +13,8 @@ import type { ChatEvent } from "./sse";
 import { cancelReply, streamChat, type ChatAction } from "./stream";
 import { applyEvent, isStreaming } from "./thread";
 
+const SOCKET_LABEL = { live: "Live", connecting: "Connecting", offline: "Offline" } as const;
+
 export function ChatView({ conversationId }: { conversationId: string }) {
   const qc = useQueryClient();
   const conversation = useConversation(conversationId);
@@ -39,6 +41,7 @@ export function ChatView({ conversationId }: { conversationId: string }) {
 
   const refreshStored = useCallback(() => {
     void qc.invalidateQueries({ queryKey: keys.messages(conversationId) });
+    void qc.invalidateQueries({ queryKey: keys.conversation(conversationId) });
     void qc.invalidateQueries({ queryKey: keys.allConversations() });
     void qc.invalidateQueries({ queryKey: keys.usageSummary() });
   }, [qc, conversationId]);
@@ -110,9 +113,8 @@ export function ChatView({ conversationId }: { conversationId: string }) {
             update.mutate({ id: conversationId, model: m });
           }}
         />
-        <span className={`live live-${socket}`} title={`Live updates: ${socket}`}>
-          <span className="visually-hidden">Live updates: </span>
-          {socket === "live" ? "Live" : socket === "connecting" ? "Connecting" : "Offline"}
+        <span className={`live live-${socket}`} role="status" aria-label={`Live updates: ${SOCKET_LABEL[socket]}`}>
+          {SOCKET_LABEL[socket]}
         </span>
       </div>
       <ol className="messages" aria-live="polite" aria-label="Messages">

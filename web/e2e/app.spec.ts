@@ -1,0 +1,243 @@
+// The web app end to end, against a real Parley with the mock model: sign up, chat with a
+// streamed reply (seen live in a second tab), an API key used from here, the message
+// counted on the usage page, an invitation. Screenshots of every page at desktop and
+// phone widths land in web/screenshots/.
+import { expect, test, type Browser, type BrowserContext, type Page } from "@playwright/test";
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+const BASE = () => process.env.PARLEY_E2E_URL!;
+const SHOTS = resolve(import.meta.dirname, "..", "screenshots");
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const EMAIL = `ann-${Date.now()}@example.com`;
+const PASSWORD = "a long enough passphrase";
+
+mkdirSync(SHOTS, { recursive: true });
+
+test.describe.configure({ mode: "serial" });
+
+let context: BrowserContext;
+let page: Page;
+const problems: string[] = [];
+
+function watch(p: Page, name: string): void {
+  p.on("console", (m) => {
+    if (m.type() === "error") problems.push(`${name} console: ${m.text()}`);
+  });
+  p.on("pageerror", (e) => problems.push(`${name} page error: ${e.message}`));
+}
+
+async function shot(p: Page, name: string): Promise<void> {
+  const size = p.viewportSize();
+  const kind = size && size.width < 600 ? "phone" : "desktop";
+  await p.screenshot({ path: join(SHOTS, `${name}-${kind}.png`), fullPage: true });
+}
+
+async function newPage(browser: Browser): Promise<void> {
+  context = await browser.newContext({ baseURL: BASE(), viewport: DESKTOP });
+  page = await context.newPage();
+  watch(page, "tab 1");
+}
+
+test.beforeAll(async ({ browser }) => newPage(browser));
+test.afterAll(async () => context?.close());
+
+test("sign up, with field errors from the API", async () => {
+  await page.goto("/");
+  await expect(page).toHaveURL(/\/login$/);
+  await expect(page.getByRole("heading", { name: "Log in" })).toBeVisible();
+  await shot(page, "login");
+  await page.getByRole("link", { name: "Create an account" }).click();
+  await expect(page.getByRole("heading", { name: "Create your account" })).toBeVisible();
+
+  // The API's 422 names the field; the message sits under it.
+  await page.getByLabel("Email").fill("not-an-email");
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await expect(page.getByLabel("Email")).toHaveAttribute("aria-invalid", "true");
+  await shot(page, "signup");
+
+  await page.getByLabel("Name").fill("Ann");
+  await page.getByLabel("Email").fill(EMAIL);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await expect(page).toHaveURL(/\/chat$/);
+  await expect(page.getByRole("heading", { name: "New conversation" })).toBeVisible();
+});
+
+test("chat: a reply streams in, and a second tab sees it live", async () => {
+  const picker = page.getByLabel("Model");
+  await expect(picker).toHaveValue("parley-mock");
+  await shot(page, "chat-new");
+  const words = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen";
+  await page.getByLabel("Message", { exact: true }).fill(`Hello Parley ${words}`);
+  await page.keyboard.press("Enter");
+  await expect(page).toHaveURL(/\/chat\/conv_/);
+
+  // Token by token: the Stop button is up while the reply is partial.
+  const stop = page.getByRole("button", { name: "Stop" });
+  await expect(stop).toBeVisible();
+  const messages = page.getByRole("list", { name: "Messages" });
+  await expect(messages.locator(".message-assistant")).toContainText("Mock reply");
+  await expect(messages.locator(".message-assistant")).toContainText(`Mock reply: Hello Parley ${words}`);
+  await expect(stop).toBeHidden();
+  // The title comes from the first message, and the list shows it.
+  await expect(page.getByRole("list", { name: "Conversations" }).getByRole("link")).toHaveCount(1);
+
+  // A second tab on the same conversation, signed in from the refresh cookie.
+  const second = await context.newPage();
+  watch(second, "tab 2");
+  await second.goto(page.url());
+  await expect(second.getByRole("status", { name: "Live updates: Live" })).toBeVisible();
+  await page.getByLabel("Message", { exact: true }).fill("Second question seen elsewhere");
+  await page.getByRole("button", { name: "Send" }).click();
+  await expect(second.getByRole("list", { name: "Messages" })).toContainText(
+    "Mock reply: Second question seen elsewhere",
+  );
+  await second.close();
+  await shot(page, "chat");
+});
+
+test("chat: regenerate, branch navigation, edit and resend", async () => {
+  const messages = page.getByRole("list", { name: "Messages" });
+  const lastReply = messages.locator(".message-assistant").last();
+  await lastReply.getByRole("button", { name: "Regenerate" }).click();
+  await expect(lastReply.getByRole("group", { name: "Versions" })).toContainText("2 / 2");
+  await lastReply.getByRole("button", { name: "Previous version" }).click();
+  await expect(messages.locator(".message-assistant").last().getByRole("group", { name: "Versions" })).toContainText(
+    "1 / 2",
+  );
+
+  const lastQuestion = messages.locator(".message-user").last();
+  await lastQuestion.getByRole("button", { name: "Edit" }).click();
+  await page.getByLabel("Edit message").fill("An edited question");
+  await page.getByRole("button", { name: "Save and send" }).click();
+  await expect(messages.locator(".message-assistant").last()).toContainText("Mock reply: An edited question");
+  await expect(messages.locator(".message-user").last().getByRole("group", { name: "Versions" })).toContainText(
+    "2 / 2",
+  );
+});
+
+test("chat: rename, search and keyboard-only sending", async () => {
+  const list = page.getByRole("list", { name: "Conversations" });
+  await list.getByRole("button", { name: /^Rename / }).click();
+  await page.getByLabel("Title").fill("Streaming demo");
+  await page.keyboard.press("Enter");
+  await expect(list.getByRole("link", { name: "Streaming demo" })).toBeVisible();
+  await page.getByLabel("Search conversations").fill("zzz-nothing");
+  await expect(page.getByText("No conversation matches.")).toBeVisible();
+  await page.getByLabel("Search conversations").fill("");
+  await expect(list.getByRole("link", { name: "Streaming demo" })).toBeVisible();
+});
+
+let apiKey = "";
+
+test("API keys: create, shown once, and used with /v1/chat/completions", async ({ request }) => {
+  await page.getByRole("link", { name: "API keys" }).click();
+  await expect(page.getByRole("heading", { name: "API keys", level: 1 })).toBeVisible();
+  await page.getByLabel("Key name").fill("e2e key");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secret = page.getByLabel("API key secret");
+  await expect(secret).toHaveText(/^sk-parley-/);
+  apiKey = (await secret.textContent())!;
+  await expect(page.getByRole("button", { name: "Copy key" })).toBeVisible();
+  await expect(page.locator(".snippet")).toContainText(`base_url="${BASE()}/v1"`);
+  await expect(page.getByRole("row", { name: /e2e key/ })).toBeVisible();
+  await shot(page, "keys");
+
+  const response = await request.post(`${BASE()}/v1/chat/completions`, {
+    headers: { authorization: `Bearer ${apiKey}` },
+    data: { model: "parley-mock", messages: [{ role: "user", content: "From the test" }] },
+  });
+  expect(response.status()).toBe(200);
+  const body = await response.json();
+  expect(body.choices[0].message.content).toBe("Mock reply: From the test");
+});
+
+test("usage: the key's message is counted", async () => {
+  await page.getByRole("link", { name: "Usage" }).click();
+  await expect(page.getByRole("heading", { name: "Usage", level: 1 })).toBeVisible();
+  await expect(page.getByRole("progressbar", { name: "Messages" })).toBeVisible();
+  const byKey = page.getByRole("region", { name: "By API key" });
+  const row = byKey.getByRole("row", { name: /e2e key/ });
+  // The ledger is written in batches (about a second): look again until it is there.
+  await expect(async () => {
+    await page.reload();
+    await expect(row).toBeVisible({ timeout: 2000 });
+  }).toPass({ timeout: 20_000 });
+  await expect(row.getByRole("cell").nth(2)).toHaveText("1");
+  await expect(page.getByRole("img", { name: "Messages per day" })).toBeVisible();
+  const download = page.waitForEvent("download");
+  await page.getByRole("button", { name: "Download CSV" }).click();
+  expect((await download).suggestedFilename()).toBe("parley-usage.csv");
+  await shot(page, "usage");
+});
+
+test("organisation: invite a member", async () => {
+  await page.getByRole("link", { name: "Organisation" }).click();
+  await expect(page.getByRole("heading", { name: "Members" })).toBeVisible();
+  await expect(page.getByRole("row", { name: new RegExp(EMAIL) })).toContainText("owner");
+  await page.getByLabel("Email address").fill("bob@example.com");
+  await page.getByLabel("Role", { exact: true }).selectOption("admin");
+  await page.getByRole("button", { name: "Send invitation" }).click();
+  await expect(page.getByText("Invitation sent to bob@example.com.")).toBeVisible();
+  const row = page.getByRole("row", { name: /bob@example.com/ });
+  await expect(row).toContainText("admin");
+  await shot(page, "organisation");
+});
+
+test("plan: the current plan beside the others", async () => {
+  await page.getByRole("link", { name: "Plan" }).click();
+  await expect(page.getByText("Current plan")).toBeVisible();
+  await expect(page.locator(".plan")).not.toHaveCount(1);
+  await shot(page, "plan");
+});
+
+test("phone width: every page, and a one-handed chat", async () => {
+  await page.setViewportSize(PHONE);
+  for (const [path, name] of [
+    ["/keys", "keys"],
+    ["/usage", "usage"],
+    ["/organisation", "organisation"],
+    ["/plan", "plan"],
+  ] as const) {
+    await page.goto(path);
+    await expect(page.locator("main h1").first()).toBeVisible();
+    await expect(page.locator(".loading")).toHaveCount(0);
+    await shot(page, name);
+  }
+  await page.goto("/chat");
+  await page.getByRole("button", { name: "Conversations" }).click();
+  await expect(page.getByRole("link", { name: "Streaming demo" })).toBeVisible();
+  await shot(page, "chat-list");
+  await page.getByRole("link", { name: "Streaming demo" }).click();
+  await page.getByLabel("Message", { exact: true }).fill("From a phone");
+  await page.getByRole("button", { name: "Send" }).click();
+  await expect(page.getByRole("list", { name: "Messages" })).toContainText("Mock reply: From a phone");
+  await shot(page, "chat");
+  await page.getByRole("button", { name: "Menu" }).click();
+  await expect(page.getByRole("navigation", { name: "Main" })).toBeVisible();
+  await shot(page, "menu");
+});
+
+test("log out ends the session, and the login page at phone width", async () => {
+  await page.getByRole("button", { name: "Log out" }).click();
+  await expect(page).toHaveURL(/\/login$/);
+  await page.reload();
+  await expect(page.getByRole("heading", { name: "Log in" })).toBeVisible();
+  await shot(page, "login");
+  await page.getByRole("link", { name: "Create an account" }).click();
+  await shot(page, "signup");
+  await page.getByRole("link", { name: "Log in" }).click();
+  // Logging back in works, and the refresh cookie is gone after logout.
+  await page.getByLabel("Email").fill(EMAIL);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page).toHaveURL(/\/chat$/);
+});
+
+test("no errors in the browser console", async () => {
+  // The failed signup's 422 is the one error the browser logs on its own.
+  const unexpected = problems.filter((p) => !/422/.test(p));
+  expect(unexpected).toEqual([]);
+});

@@ -118,7 +118,20 @@ test("chat: regenerate, branch navigation, edit and resend", async () => {
   );
 });
 
-test("chat: rename, search and keyboard-only sending", async () => {
+test("chat: stop keeps the partial reply", async () => {
+  const messages = page.getByRole("list", { name: "Messages" });
+  const words = Array.from({ length: 80 }, (_, i) => `word${i}`).join(" ");
+  await page.getByLabel("Message", { exact: true }).fill(words);
+  await page.getByLabel("Message", { exact: true }).press("Enter");
+  const reply = messages.locator(".message-assistant").last();
+  await expect(reply).toContainText("Mock reply: word0");
+  await page.getByRole("button", { name: "Stop" }).click();
+  await expect(reply).toContainText("Stopped");
+  await expect(page.getByRole("button", { name: "Send" })).toBeVisible();
+  await expect(reply).not.toContainText("word79");
+});
+
+test("chat: rename and search", async () => {
   const list = page.getByRole("list", { name: "Conversations" });
   await list.getByRole("button", { name: /^Rename / }).click();
   await page.getByLabel("Title").fill("Streaming demo");

@@ -27,7 +27,8 @@ function withSession(request: Request): Request {
 
 /** fetch, signed in; a 401 refreshes the session once and retries. */
 export async function authFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
-  const request = new Request(input, init);
+  const absolute = typeof input === "string" ? new URL(input, window.location.origin) : input;
+  const request = new Request(absolute, init);
   if (isAuthPath(request.url)) return fetch(new Request(request, { credentials: "same-origin" }));
   const spare = request.clone();
   const response = await fetch(withSession(request));

@@ -27,13 +27,13 @@ export function ChatView({ conversationId }: { conversationId: string }) {
   const abort = useRef<AbortController | null>(null);
   const threadRef = useRef(thread);
   threadRef.current = thread;
-  const endRef = useRef<HTMLDivElement>(null);
+  const listRef = useRef<HTMLOListElement>(null);
+  const pinned = useRef(true);
 
   // The stored branch replaces ours whenever it is fetched and nothing of ours is in flight.
   useEffect(() => {
     if (stored.data && !sending) setThread(stored.data);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [stored.data]);
+  }, [stored.data]); // not on `sending`: the stream's end must not roll back to stale data
 
   useEffect(() => {
     if (conversation.data?.model && model === null) setModel(conversation.data.model);
@@ -81,8 +81,10 @@ export function ChatView({ conversationId }: { conversationId: string }) {
     if (first) void run({ kind: "send", content: first.content, model: first.model });
   }, [conversationId, run]);
 
+  // Follow the reply as it grows, unless the reader has scrolled up.
   useEffect(() => {
-    endRef.current?.scrollIntoView({ block: "end" });
+    const list = listRef.current;
+    if (list && pinned.current) list.scrollTop = list.scrollHeight;
   }, [thread]);
 
   const streaming = sending || isStreaming(thread);
@@ -117,7 +119,16 @@ export function ChatView({ conversationId }: { conversationId: string }) {
           {SOCKET_LABEL[socket]}
         </span>
       </div>
-      <ol className="messages" aria-live="polite" aria-label="Messages">
+      <ol
+        className="messages"
+        aria-live="polite"
+        aria-label="Messages"
+        ref={listRef}
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+        }}
+      >
         {thread.length === 0 && <li className="empty muted">Say hello to start.</li>}
         {thread.map((m) => (
           <MessageItem
@@ -130,7 +141,6 @@ export function ChatView({ conversationId }: { conversationId: string }) {
           />
         ))}
       </ol>
-      <div ref={endRef} />
       {(error || update.error) && <ErrorMessage error={error ?? update.error} />}
       <Composer
         streaming={streaming}

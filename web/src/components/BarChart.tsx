@@ -10,7 +10,7 @@ export function BarChart({ title, data, format = (n) => n.toLocaleString() }: Pr
   const width = 600;
   const height = 160;
   const gap = 4;
-  const bar = data.length ? Math.max(2, (width - gap * (data.length - 1)) / data.length) : 0;
+  const bar = data.length ? Math.min(48, Math.max(2, (width - gap * (data.length - 1)) / data.length)) : 0;
   return (
     <figure className="chart">
       <figcaption>{title}</figcaption>

@@ -19,9 +19,18 @@ from sqlalchemy import update
 from parley.accounts.models import User
 from parley.billing.service import add_months
 from parley.config import Settings
-from tests.support import Account, FakeClock, assert_error, join, register, unique_email
+from tests.support import (
+    Account,
+    FakeClock,
+    asgi_client,
+    assert_error,
+    join,
+    register,
+    running,
+    unique_email,
+)
 from tests.test_cli import cli_env
-from tests.usage.conftest import PREMIUM, asgi_client, chat, running, set_plan, write_config
+from tests.usage.conftest import PREMIUM, chat, set_plan, write_config
 
 ALL_TIERS = ["basic", "standard", "premium"]
 

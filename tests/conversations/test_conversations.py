@@ -181,10 +181,12 @@ async def test_members_see_their_own_admins_see_all(client: httpx.AsyncClient) -
     )
     assert_error(posted, 404, "not_found_error")
 
-    for boss in (admin, owner):
-        seen = await client.get(base, headers=boss.in_org(owner.org_id))
+    # Admins and owners see all; so do API keys, which act for the organisation.
+    key = bearer((await create_key(client, owner, scopes=["conversations"]))["key"])
+    for headers in (admin.in_org(owner.org_id), owner.in_org(owner.org_id), key):
+        seen = await client.get(base, headers=headers)
         assert seen.status_code == 200, seen.text
-        listed = await client.get("/v1/conversations", headers=boss.in_org(owner.org_id))
+        listed = await client.get("/v1/conversations", headers=headers)
         assert [c["id"] for c in listed.json()["data"]] == [conv["id"]]
 
     denied = await client.get("/v1/conversations", headers=viewer.in_org(owner.org_id))

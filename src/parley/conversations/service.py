@@ -100,8 +100,9 @@ def _check_content(content: str) -> None:
 
 
 def _sees_all(ctx: OrgContext) -> bool:
-    """Admins and owners see every conversation of the org; others only their own."""
-    return ctx.role in (Role.ADMIN, Role.OWNER)
+    """Admins and owners see every conversation of the org, and so do API keys (they act
+    for the organisation); members and viewers see only their own."""
+    return ctx.actor.api_key_id is not None or ctx.role in (Role.ADMIN, Role.OWNER)
 
 
 def _owner_filter(ctx: OrgContext) -> str | None:

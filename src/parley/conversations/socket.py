@@ -116,9 +116,12 @@ class ConversationSocket:
     async def _receive(self, org: OrgContext) -> None:
         while True:
             try:
-                raw = await self.ws.receive_text()
+                message = await self.ws.receive()
             except (WebSocketDisconnect, RuntimeError):
                 return
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text") or message.get("bytes") or b""  # either frame kind
             try:
                 command = orjson.loads(raw)
                 if not isinstance(command, dict):

@@ -27,6 +27,8 @@ class FakeOpenAI:
     reply: str = "Hello from the fake upstream, how can I help?"
     # When set, the reply to each request is computed from its body instead.
     respond: Callable[[dict[str, Any]], str] | None = None
+    # Requests this says yes to get a 500.
+    fail_if: Callable[[dict[str, Any]], bool] | None = None
     include_usage: bool = True
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
@@ -96,6 +98,8 @@ class FakeOpenAI:
         self.requests.append(body)
         self.headers_seen.append(dict(request.headers))
         streaming = bool(body.get("stream"))
+        if self.fail_if is not None and self.fail_if(body):
+            return web.json_response({"error": {"message": "fake outage"}}, status=500)
         failed = await self._take_failure(request, streaming)
         if failed is not None:
             return failed

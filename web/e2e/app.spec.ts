@@ -206,6 +206,29 @@ test("plan: the current plan beside the others", async () => {
   await shot(page, "plan");
 });
 
+test("chat: a reached message cap says so, with the reset time", async ({ request }) => {
+  const login = await request.post(`${BASE()}/v1/auth/login`, { data: { email: EMAIL, password: PASSWORD } });
+  const headers = { authorization: `Bearer ${(await login.json()).access_token}` };
+  const summary = await (await request.get(`${BASE()}/v1/usage/summary`, { headers })).json();
+  const capped = await request.patch(`${BASE()}/v1/billing/subscription`, {
+    headers,
+    data: { message_cap: summary.messages.used },
+  });
+  expect(capped.status()).toBe(200);
+
+  await page.getByRole("link", { name: "Chat" }).click();
+  await page.getByRole("link", { name: "Streaming demo" }).click();
+  await page.getByLabel("Message", { exact: true }).fill("One too many");
+  await page.getByRole("button", { name: "Send" }).click();
+  const alert = page.getByRole("alert");
+  await expect(alert).toContainText("Limit reached");
+  await expect(alert).toContainText("You can try again at");
+  await shot(page, "chat-quota");
+
+  const lifted = await request.patch(`${BASE()}/v1/billing/subscription`, { headers, data: { message_cap: null } });
+  expect(lifted.status()).toBe(200);
+});
+
 test("phone width: every page, and a one-handed chat", async () => {
   await page.setViewportSize(PHONE);
   for (const [path, name] of [
@@ -250,7 +273,8 @@ test("log out ends the session, and the login page at phone width", async () => 
 });
 
 test("no errors in the browser console", async () => {
-  // The failed signup's 422 is the one error the browser logs on its own.
-  const unexpected = problems.filter((p) => !/422/.test(p));
+  // The failed signup's 422 and the capped send's 429 are the errors the browser logs on its
+  // own (as failed requests); nothing else may appear.
+  const unexpected = problems.filter((p) => !/the server responded with a status of (422|429)/.test(p));
   expect(unexpected).toEqual([]);
 });

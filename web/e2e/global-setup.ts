@@ -55,10 +55,12 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let output = "";
+  // The developer's own PARLEY_* settings (a PostgreSQL URL, say) stay out of it.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PARLEY_")));
   const server = spawn(join(ROOT, ".venv", "bin", "parley"), ["serve", "--port", String(port)], {
     cwd: dataDir,
     env: {
-      ...process.env,
+      ...env,
       PARLEY_DATA_DIR: dataDir,
       PARLEY_CONFIG: configPath,
       PARLEY_PUBLIC_URL: url,

@@ -1,7 +1,7 @@
 import { render, screen } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
-import { ApiError, errorFromResponse, fieldError, friendlyMessage } from "../src/api/errors";
+import { ApiError, errorFromResponse, fieldError, formatWhen, friendlyMessage } from "../src/api/errors";
 import { ErrorMessage } from "../src/components/ErrorMessage";
 import { Field } from "../src/components/Field";
 
@@ -53,6 +53,12 @@ describe("friendly messages", () => {
     );
     expect(friendlyMessage(error)).toMatch(/^Monthly message quota reached\. You can try again at /);
     expect(friendlyMessage(error)).toMatch(/11[:.]00/);
+  });
+
+  it("a reset on another day names the day", () => {
+    const now = new Date("2026-01-01T10:00:00");
+    expect(formatWhen(new Date("2026-01-01T11:00:00"), now)).not.toMatch(/2026/);
+    expect(formatWhen(new Date("2026-02-01T10:00:00"), now)).toMatch(/Feb.*2026/);
   });
 
   it("no connection at all", () => {

@@ -71,8 +71,12 @@ export function fieldError(error: unknown, field: string): string | null {
   return fieldOf(error) === field ? friendlyMessage(error) : null;
 }
 
-function formatTime(date: Date): string {
-  return date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+/** A time today, or a date and time further off. */
+export function formatWhen(date: Date, now: Date = new Date()): string {
+  const time = date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  if (date.toDateString() === now.toDateString()) return time;
+  const day = date.toLocaleDateString(undefined, { month: "short", day: "numeric", year: "numeric" });
+  return `${day}, ${time}`;
 }
 
 /** What the user reads for any error. */
@@ -80,7 +84,7 @@ export function friendlyMessage(error: unknown): string {
   if (error instanceof ApiError) {
     if (error.status === 0) return "Parley could not be reached. Check your connection and try again.";
     if (error.status === 429) {
-      const when = error.retryAt ? ` You can try again at ${formatTime(error.retryAt)}.` : "";
+      const when = error.retryAt ? ` You can try again at ${formatWhen(error.retryAt)}.` : "";
       return `${error.message}${when}`;
     }
     if (error.status >= 500) {

@@ -85,7 +85,7 @@ export function ChatView({ conversationId }: { conversationId: string }) {
   useEffect(() => {
     const list = listRef.current;
     if (list && pinned.current) list.scrollTop = list.scrollHeight;
-  }, [thread]);
+  }, [thread, error]);
 
   const streaming = sending || isStreaming(thread);
 

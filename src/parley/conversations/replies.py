@@ -132,10 +132,6 @@ class ReplyRunner:
                     parent_id=plan.user_parent_id,
                     role="user",
                     content=plan.user.content,
-                    model=None,
-                    prompt_tokens=0,
-                    completion_tokens=0,
-                    cost_micros=0,
                     status="complete",
                     created_at=now,
                 )
@@ -153,9 +149,6 @@ class ReplyRunner:
                 role="assistant",
                 content="",
                 model=plan.spec.name,
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost_micros=0,
                 status="streaming",
                 created_at=now,
             )

@@ -144,6 +144,7 @@ test("chat: rename and search", async () => {
 });
 
 let apiKey = "";
+let inviteUrl = "";
 
 test("API keys: create, shown once, and used with /v1/chat/completions", async ({ request }) => {
   await page.getByRole("link", { name: "API keys" }).click();
@@ -197,6 +198,32 @@ test("organisation: invite a member", async () => {
   const row = page.getByRole("row", { name: /bob@example.com/ });
   await expect(row).toContainText("admin");
   await shot(page, "organisation");
+  inviteUrl = (await page.getByRole("link", { name: "Invitation link" }).getAttribute("href"))!;
+  expect(inviteUrl).toContain("/invitations/accept?token=");
+});
+
+test("the invited member signs up from the link and joins", async ({ browser }) => {
+  const bob = await browser.newContext({ baseURL: BASE(), viewport: DESKTOP });
+  const tab = await bob.newPage();
+  watch(tab, "bob");
+  await tab.goto(new URL(inviteUrl).pathname + new URL(inviteUrl).search);
+  await expect(tab).toHaveURL(/\/login$/);
+  await tab.getByRole("link", { name: "Create an account" }).click();
+  await tab.getByLabel("Name").fill("Bob");
+  await tab.getByLabel("Email").fill("bob@example.com");
+  await tab.getByLabel("Password").fill(PASSWORD);
+  await tab.getByRole("button", { name: "Sign up" }).click();
+  await expect(tab.getByRole("heading", { name: "You are invited" })).toBeVisible();
+  await shot(tab, "invitation");
+  await tab.getByRole("button", { name: "Accept invitation" }).click();
+  await expect(tab.getByRole("heading", { name: "Ann's organisation" })).toBeVisible();
+  await expect(tab.getByText("Your role: admin")).toBeVisible();
+  await bob.close();
+
+  await page.reload();
+  await expect(page.getByLabel("Role of Bob")).toHaveValue("admin");
+  await expect(page.getByRole("heading", { name: "Pending invitations" })).toBeVisible();
+  await expect(page.getByText("No pending invitations.")).toBeVisible();
 });
 
 test("plan: the current plan beside the others", async () => {

@@ -10,6 +10,7 @@ import { OrgProvider } from "./lib/org";
 import { ChatPage } from "./pages/Chat";
 import { KeysPage } from "./pages/Keys";
 import { LoginPage, SignupPage } from "./pages/Auth";
+import { InvitationPage } from "./pages/Invitation";
 import { OrgPage } from "./pages/Org";
 import { PlanPage } from "./pages/Plan";
 import { UsagePage } from "./pages/Usage";
@@ -29,7 +30,7 @@ function RequireSession({ children }: { children: React.ReactNode }) {
   const { accessToken, ready } = useSession();
   const location = useLocation();
   if (!ready) return <Loading label="Signing you in…" />;
-  if (!accessToken) return <Navigate to="/login" replace state={{ from: location.pathname }} />;
+  if (!accessToken) return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
   return <OrgProvider>{children}</OrgProvider>;
 }
 
@@ -59,6 +60,7 @@ export function App() {
           <Route path="/usage" element={<Signed><UsagePage /></Signed>} />
           <Route path="/organisation" element={<Signed><OrgPage /></Signed>} />
           <Route path="/plan" element={<Signed><PlanPage /></Signed>} />
+          <Route path="/invitations/accept" element={<Signed><InvitationPage /></Signed>} />
           <Route path="*" element={<Navigate to="/chat" replace />} />
         </Routes>
       </BrowserRouter>

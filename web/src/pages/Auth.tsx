@@ -7,11 +7,15 @@ import { ErrorMessage } from "../components/ErrorMessage";
 import { Field } from "../components/Field";
 import { Loading } from "../components/Loading";
 
+function fromOf(state: unknown): string | null {
+  const from = (state as { from?: string } | null)?.from;
+  return from && !from.startsWith("/login") && !from.startsWith("/signup") ? from : null;
+}
+
 function useAfterSignIn(): () => void {
   const navigate = useNavigate();
   const location = useLocation();
-  const from = (location.state as { from?: string } | null)?.from;
-  return () => navigate(from && from !== "/login" ? from : "/chat", { replace: true });
+  return () => navigate(fromOf(location.state) ?? "/chat", { replace: true });
 }
 
 function AuthCard({ title, children }: { title: string; children: React.ReactNode }) {
@@ -45,6 +49,7 @@ function useForm(submit: () => Promise<void>) {
 }
 
 export function LoginPage() {
+  const location = useLocation();
   const { accessToken, ready } = useSession();
   const done = useAfterSignIn();
   const [email, setEmail] = useState("");
@@ -54,7 +59,7 @@ export function LoginPage() {
     done();
   });
   if (!ready) return <Loading />;
-  if (accessToken) return <Navigate to="/chat" replace />;
+  if (accessToken) return <Navigate to={fromOf(location.state) ?? "/chat"} replace />;
   return (
     <AuthCard title="Log in">
       <form onSubmit={onSubmit} noValidate>
@@ -65,12 +70,13 @@ export function LoginPage() {
         {error != null && !fieldOf(error) && <ErrorMessage error={error} compact />}
         <button type="submit" disabled={busy}>{busy ? "Logging in…" : "Log in"}</button>
       </form>
-      <p>New here? <Link to="/signup">Create an account</Link></p>
+      <p>New here? <Link to="/signup" state={location.state}>Create an account</Link></p>
     </AuthCard>
   );
 }
 
 export function SignupPage() {
+  const location = useLocation();
   const { accessToken, ready } = useSession();
   const done = useAfterSignIn();
   const [name, setName] = useState("");
@@ -81,7 +87,7 @@ export function SignupPage() {
     done();
   });
   if (!ready) return <Loading />;
-  if (accessToken) return <Navigate to="/chat" replace />;
+  if (accessToken) return <Navigate to={fromOf(location.state) ?? "/chat"} replace />;
   return (
     <AuthCard title="Create your account">
       <form onSubmit={onSubmit} noValidate>
@@ -95,7 +101,7 @@ export function SignupPage() {
         {error != null && !fieldOf(error) && <ErrorMessage error={error} compact />}
         <button type="submit" disabled={busy}>{busy ? "Creating…" : "Sign up"}</button>
       </form>
-      <p>Have an account? <Link to="/login">Log in</Link></p>
+      <p>Have an account? <Link to="/login" state={location.state}>Log in</Link></p>
     </AuthCard>
   );
 }

@@ -10,6 +10,7 @@ import {
 } from "../api/hooks";
 import type { Member, Role } from "../api/types";
 import { useSession } from "../api/useSession";
+import { CopyButton } from "../components/CopyButton";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { Field } from "../components/Field";
 import { Loading } from "../components/Loading";
@@ -73,13 +74,13 @@ function InviteForm({ orgId, isOwner }: { orgId: string; isOwner: boolean }) {
   const invite = useInvite(orgId);
   const [email, setEmail] = useState("");
   const [role, setRole] = useState<Role>("member");
-  const [sent, setSent] = useState<string | null>(null);
+  const [sent, setSent] = useState<{ email: string; url: string } | null>(null);
   const submit = (e: FormEvent) => {
     e.preventDefault();
     setSent(null);
     invite.mutate({ email, role }, {
       onSuccess: (created) => {
-        setSent(created.email);
+        setSent({ email: created.email, url: created.url });
         setEmail("");
       },
     });
@@ -97,7 +98,15 @@ function InviteForm({ orgId, isOwner }: { orgId: string; isOwner: boolean }) {
       </div>
       <button type="submit" disabled={invite.isPending}>{invite.isPending ? "Sending…" : "Send invitation"}</button>
       {invite.error != null && fieldOf(invite.error) !== "email" && <ErrorMessage error={invite.error} compact />}
-      {sent && <p role="status" className="success">Invitation sent to {sent}.</p>}
+      {sent && (
+        <div role="status" className="success invite-sent">
+          <p>Invitation sent to {sent.email}.</p>
+          <p className="muted">
+            Or share the link yourself: <a href={sent.url} aria-label="Invitation link">{sent.url}</a>
+          </p>
+          <CopyButton text={sent.url} label="Copy invitation link" />
+        </div>
+      )}
     </form>
   );
 }

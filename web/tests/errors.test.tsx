@@ -43,6 +43,8 @@ describe("friendly messages", () => {
     expect(fieldError(error, "password")).toBeNull();
     const nested = new ApiError(422, { message: "Too short.", param: "body.password" });
     expect(fieldError(nested, "password")).toBe("Too short.");
+    const prefixed = new ApiError(422, { message: "email: value is not a valid email address.", param: "email" });
+    expect(fieldError(prefixed, "email")).toBe("Value is not a valid email address.");
   });
 
   it("a quota error says when to try again", () => {

@@ -68,7 +68,10 @@ export function fieldOf(error: unknown): string | null {
 
 /** The error for one form field, if the API blamed that field. */
 export function fieldError(error: unknown, field: string): string | null {
-  return fieldOf(error) === field ? friendlyMessage(error) : null;
+  if (fieldOf(error) !== field || !(error instanceof ApiError)) return null;
+  // Beside the field, "email: value is not..." needs no field name.
+  const text = error.message.replace(new RegExp(`^(body\\.)?${field}: `), "");
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 /** A time today, or a date and time further off. */

@@ -131,7 +131,7 @@ export function UsagePage() {
       </div>
       <Summary />
       <Daily />
-      <div className="grid-2">
+      <div className="grid-wide">
         <Breakdown groupBy="model" title="By model" name={(r) => r.group ?? "Unknown"} />
         <Breakdown groupBy="api_key" title="By API key" name={keyName} />
       </div>

@@ -299,6 +299,39 @@ test("log out ends the session, and the login page at phone width", async () => 
   await expect(page).toHaveURL(/\/chat$/);
 });
 
+/** Presses Tab until the focused element matches, as a keyboard user would. */
+async function tabTo(p: Page, matches: (el: Element) => boolean, max = 40): Promise<void> {
+  for (let i = 0; i < max; i++) {
+    await p.keyboard.press("Tab");
+    const handle = await p.evaluateHandle(() => document.activeElement);
+    if (await handle.evaluate(matches)) return;
+  }
+  throw new Error("never reached by Tab");
+}
+
+test("a keyboard alone: log in, chat, and move between pages", async ({ browser }) => {
+  const keyboard = await browser.newContext({ baseURL: BASE(), viewport: DESKTOP });
+  const p = await keyboard.newPage();
+  watch(p, "keyboard");
+  await p.goto("/login");
+  await tabTo(p, (el) => el.getAttribute("type") === "email");
+  await p.keyboard.type(EMAIL);
+  await p.keyboard.press("Tab");
+  await p.keyboard.type(PASSWORD);
+  await p.keyboard.press("Enter");
+  await expect(p).toHaveURL(/\/chat$/);
+
+  await tabTo(p, (el) => el.tagName === "TEXTAREA");
+  await p.keyboard.type("Typed without a mouse");
+  await p.keyboard.press("Enter");
+  await expect(p.getByText("Mock reply: Typed without a mouse")).toBeVisible();
+
+  await tabTo(p, (el) => el.tagName === "A" && el.textContent === "API keys");
+  await p.keyboard.press("Enter");
+  await expect(p).toHaveURL(/\/keys$/);
+  await keyboard.close();
+});
+
 test("no errors in the browser console", async () => {
   // The failed signup's 422 and the capped send's 429 are the errors the browser logs on its
   // own (as failed requests); nothing else may appear.

@@ -16,7 +16,7 @@ class SSEvent:
 
 
 async def parse_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[SSEvent]:
-    """Events from raw lines (as aiohttp's StreamReader yields them), per the SSE spec."""
+    """Events from raw lines (each ending in its line break), per the SSE spec."""
     event: str | None = None
     data: list[str] = []
     async for raw in lines:

@@ -62,7 +62,7 @@ class AnthropicProvider:
         async with self.http.post(self.url, body, timeout_s=timeout_s, stream=True) as response:
 
             async def events() -> AsyncIterator[tuple[str | None, Json]]:
-                async for event in parse_sse(response.content):
+                async for event in parse_sse(response.lines()):
                     data = event_object(name, event.data)
                     yield event.event, data
                     if (data.get("type") or event.event) == "message_stop":

@@ -57,7 +57,7 @@ class GeminiProvider:
         async with self.http.post(url, body, timeout_s=timeout_s, stream=True) as response:
 
             async def events() -> AsyncIterator[Json]:
-                async for event in parse_sse(response.content):
+                async for event in parse_sse(response.lines()):
                     data = event_object(name, event.data)
                     yield data
 

@@ -1,17 +1,19 @@
-"""The pooled aiohttp client every HTTP provider shares the shape of: one session per provider."""
+"""The pooled HTTP client every HTTP provider uses: one keep-alive pool per provider."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import orjson
 
+from parley import __version__
 from parley.gateway.errors import UpstreamError
 from parley.gateway.providers.base import Json, ProviderSettings
+from parley.gateway.providers.http1 import BrokenBody, HttpError, Pool, Response
 from parley.kit.clock import utcnow
 
 
@@ -52,32 +54,64 @@ def error_message(body: bytes, status: int) -> str:
 
 
 class HttpClient:
-    """One pooled session per provider; maps transport failures to UpstreamError."""
+    """One connection pool per provider; maps transport failures to UpstreamError."""
 
     def __init__(self, settings: ProviderSettings, headers: dict[str, str]) -> None:
         self.settings = settings
-        self.headers = {"content-type": "application/json", **headers, **settings.headers}
-        self.session: aiohttp.ClientSession | None = None
+        self.headers = {
+            "content-type": "application/json",
+            "accept": "*/*",
+            "user-agent": f"parley/{__version__}",
+            **headers,
+            **settings.headers,
+        }
+        self.pool: Pool | None = None
 
     async def start(self) -> None:
-        if self.session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-            self.session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self.headers,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-            )
+        if self.pool is None:
+            self.pool = Pool(self.headers)
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
-    def _timeout(self, timeout_s: float, *, stream: bool) -> aiohttp.ClientTimeout:
-        if stream:
-            # The whole stream may run long; each wait for the next bytes may not.
-            return aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
-        return aiohttp.ClientTimeout(total=timeout_s)
+    def _failure(self, exc: BaseException, timeout_s: float) -> UpstreamError:
+        name = self.settings.name
+        if isinstance(exc, TimeoutError):
+            return UpstreamError(
+                f"{name} did not answer within {timeout_s:g} s", kind="timeout", provider=name
+            )
+        if isinstance(exc, BrokenBody):
+            return UpstreamError(
+                f"{name} broke the response off: {exc}", kind="connect", provider=name
+            )
+        return UpstreamError(
+            f"could not reach {name}: {type(exc).__name__}", kind="connect", provider=name
+        )
+
+    async def _open(
+        self, url: str, body: Json, timeout_s: float, headers: dict[str, str] | None
+    ) -> Response:
+        """Send; a response with status >= 400 is read, released and raised."""
+        if self.pool is None:
+            await self.start()
+        assert self.pool is not None
+        response = await self.pool.post(
+            url, orjson.dumps(body), headers=headers, read_timeout_s=timeout_s
+        )
+        if response.status >= 400:
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+            raise UpstreamError(
+                error_message(raw, response.status),
+                status=response.status,
+                retry_after_s=retry_after_s(response.headers),
+                provider=self.settings.name,
+            )
+        return response
 
     @asynccontextmanager
     async def post(
@@ -88,48 +122,39 @@ class HttpClient:
         timeout_s: float,
         stream: bool = False,
         headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST JSON; yields a 2xx response, raises UpstreamError for anything else."""
-        if self.session is None:
-            await self.start()
-        assert self.session is not None
-        name = self.settings.name
+    ) -> AsyncIterator[Response]:
+        """POST JSON; yields a 2xx response, raises UpstreamError for anything else. With
+        `stream`, `timeout_s` bounds the wait for the headers and then each read, not the
+        whole body."""
         try:
-            async with self.session.post(
-                url,
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=self._timeout(timeout_s, stream=stream),
-            ) as response:
-                if response.status >= 400:
-                    raw = await response.read()
-                    raise UpstreamError(
-                        error_message(raw, response.status),
-                        status=response.status,
-                        retry_after_s=retry_after_s(response.headers),
-                        provider=name,
-                    )
+            async with asyncio.timeout(timeout_s):
+                response = await self._open(url, body, timeout_s, headers)
+        except (TimeoutError, HttpError) as exc:
+            raise self._failure(exc, timeout_s) from exc
+        try:
+            if stream:
                 yield response
-        except UpstreamError:
-            raise
-        except TimeoutError as exc:
-            raise UpstreamError(
-                f"{name} did not answer within {timeout_s:g} s", kind="timeout", provider=name
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise UpstreamError(
-                f"{name} broke the response off: {exc}", kind="connect", provider=name
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(
-                f"could not reach {name}: {type(exc).__name__}", kind="connect", provider=name
-            ) from exc
+            else:
+                async with asyncio.timeout(timeout_s):
+                    yield response
+        except (TimeoutError, HttpError) as exc:
+            raise self._failure(exc, timeout_s) from exc
+        finally:
+            response.release()
 
     async def post_json(
         self, url: str, body: Json, *, timeout_s: float, headers: dict[str, str] | None = None
     ) -> Json:
-        async with self.post(url, body, timeout_s=timeout_s, headers=headers) as response:
-            raw = await response.read()
+        # Not through post(): this is the hot path, and a context manager costs here.
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await self._open(url, body, timeout_s, headers)
+                try:
+                    raw = await response.read()
+                finally:
+                    response.release()
+        except (TimeoutError, HttpError) as exc:
+            raise self._failure(exc, timeout_s) from exc
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -161,7 +186,7 @@ async def stream_errors_mapped(
         raise UpstreamError(
             f"{name} stalled mid-stream for {timeout_s:g} s", kind="timeout", provider=name
         ) from exc
-    except aiohttp.ClientError as exc:
+    except HttpError as exc:
         raise UpstreamError(
             f"{name} broke the stream off: {type(exc).__name__}", kind="connect", provider=name
         ) from exc

@@ -48,7 +48,7 @@ class OpenAIProvider:
         ) as response:
 
             async def chunks() -> AsyncIterator[Json]:
-                async for event in parse_sse(response.content):
+                async for event in parse_sse(response.lines()):
                     if event.data == "[DONE]":
                         return
                     try:

@@ -22,7 +22,7 @@ from parley.gateway import api as gateway_api
 from parley.gateway import messages_api
 from parley.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from parley.http import errors, health, openapi, webapp
-from parley.http.middleware import RequestContextMiddleware
+from parley.http.middleware import ParleyAPI
 from parley.keys import api as keys_api
 from parley.kit.clock import Clock, utcnow
 from parley.logging import configure_logging
@@ -62,25 +62,22 @@ def create_app(
             await ctx.stop()
             log.info("parley.stopped")
 
-    app = FastAPI(
+    app = ParleyAPI(
         title="Parley",
         version=__version__,
         description="Self-hostable, multi-tenant AI API platform.",
         lifespan=lifespan,
-    )
-    app.state.ctx = ctx
-    errors.install(app)
-    openapi.install(
-        app, body_models=[ChatCompletionRequest, EmbeddingRequest, messages_api.MessagesRequest]
-    )
-    app.add_middleware(
-        RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         fast_routes={
             ("POST", "/v1/chat/completions"): gateway_api.chat_completions,
             ("POST", "/v1/embeddings"): gateway_api.embeddings,
             ("POST", "/v1/messages"): messages_api.messages,
         },
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    openapi.install(
+        app, body_models=[ChatCompletionRequest, EmbeddingRequest, messages_api.MessagesRequest]
     )
     for router in (
         health.router,

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from fastapi import FastAPI
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -143,6 +144,35 @@ class RequestContextMiddleware:
                 return await receive()
 
         return replay
+
+
+class ParleyAPI(FastAPI):
+    """FastAPI with RequestContextMiddleware in front of all of it: the hot path skips the
+    framework's own layers (telemetry, body limit, error middleware, routing), which cost
+    more per request than the gateway's work. Everything else passes through unchanged."""
+
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int,
+        fast_routes: dict[tuple[str, str], FastRoute],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # The framework's error middleware now sits inside ours and answers first: with
+        # our envelope, then re-raises for us to log.
+        self.add_exception_handler(Exception, _internal_error)
+        self.entry = RequestContextMiddleware(
+            super().__call__, max_body_bytes=max_body_bytes, fast_routes=fast_routes
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self  # as Starlette sets it, for the fast routes' Request.app
+        await self.entry(scope, receive, send)
+
+
+async def _internal_error(_request: Request, _exc: Exception) -> Response:
+    return internal_error()
 
 
 def client_ip(scope: dict[str, Any]) -> str | None:

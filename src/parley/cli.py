@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import signal
 from collections.abc import Awaitable, Callable
@@ -50,8 +51,10 @@ def serve(
             http="httptools",
         )
         return
+    asgi = create_app(settings)
+    _tune_gc()
     uvicorn.run(
-        create_app(settings),
+        asgi,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -59,6 +62,15 @@ def serve(
         loop="uvloop",
         http="httptools",
     )
+
+
+def _tune_gc() -> None:
+    """The collector's full passes over everything built at start (frameworks, schemas,
+    routes) cost the hot path about a tenth of its time: set those objects aside, and
+    collect the young generation less often (measured with bench/gateway.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 10, 10)
 
 
 @app.command()

@@ -8,8 +8,8 @@ wrapper falls back to per-process counting, logs it, and returns to Redis when i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import structlog
 from redis.asyncio import Redis
@@ -20,8 +20,8 @@ log = structlog.get_logger("parley.limits")
 MISSING = -2  # a counter that must exist (rebuilt from the ledger) does not
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
+# Named tuples: several are built for every inference request, and they cost the least.
+class Counter(NamedTuple):
     key: str
     cost: int
     limit: int | None  # None: counted, never refused
@@ -29,8 +29,7 @@ class Counter:
     must_exist: bool = False  # quota counters are seeded from the ledger first
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     allowed: bool
     refused: int | None  # index of the counter that refused (or was missing)
     missing: bool
@@ -38,10 +37,20 @@ class Admission:
     resets_in_s: tuple[float, ...]
 
 
+class Adjustment(NamedTuple):
+    key: str
+    delta: int
+    ttl_s: int
+
+
 class Limiter(Protocol):
     async def admit(self, counters: list[Counter]) -> Admission: ...
 
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
+
+    async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
+        """Several adjustments in one round trip, in order."""
+        ...
 
     async def seed(self, key: str, value: int, ttl_s: int) -> None:
         """Set a missing counter (rebuilt from the ledger); an existing one is kept."""
@@ -66,16 +75,23 @@ class MemoryLimiter:
     async def admit(self, counters: list[Counter]) -> Admission:
         now = time.monotonic()
         found = [self._get(c.key, now) for c in counters]
-        values = tuple(e[0] if e else 0 for e in found)
-        resets = tuple(
-            (e[1] - now) if e else float(c.ttl_s) for e, c in zip(found, counters, strict=True)
-        )
+        values: list[int] = []
+        resets: list[float] = []
+        missing = None
         for i, (c, entry) in enumerate(zip(counters, found, strict=True)):
-            if c.must_exist and entry is None:
-                return Admission(False, i, True, values, resets)
+            if entry is None:
+                values.append(0)
+                resets.append(float(c.ttl_s))
+                if c.must_exist and missing is None:
+                    missing = i
+            else:
+                values.append(entry[0])
+                resets.append(entry[1] - now)
+        if missing is not None:
+            return Admission(False, missing, True, tuple(values), tuple(resets))
         for i, c in enumerate(counters):
             if c.limit is not None and values[i] + c.cost > c.limit:
-                return Admission(False, i, False, values, resets)
+                return Admission(False, i, False, tuple(values), tuple(resets))
         after = []
         for c, entry in zip(counters, found, strict=True):
             value, expires = (entry[0] + c.cost, entry[1]) if entry else (c.cost, now + c.ttl_s)
@@ -83,9 +99,16 @@ class MemoryLimiter:
             after.append(value)
         if len(self._data) > 200_000:
             self._sweep(now)
-        return Admission(True, None, False, tuple(after), resets)
+        return Admission(True, None, False, tuple(after), tuple(resets))
 
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
+        self._adjust(key, delta, ttl_s)
+
+    async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
+        for key, delta, ttl_s in adjustments:
+            self._adjust(key, delta, ttl_s)
+
+    def _adjust(self, key: str, delta: int, ttl_s: int) -> None:
         now = time.monotonic()
         entry = self._get(key, now)
         if entry is None:
@@ -177,6 +200,16 @@ class RedisLimiter:
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
         await self._adjust(keys=[self.prefix + key], args=[delta, ttl_s * 1000])
 
+    async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
+        if not adjustments:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, delta, ttl_s in adjustments:
+                await self._adjust(
+                    keys=[self.prefix + key], args=[delta, ttl_s * 1000], client=pipe
+                )
+            await pipe.execute()
+
     async def seed(self, key: str, value: int, ttl_s: int) -> None:
         await self.redis.set(self.prefix + key, value, px=ttl_s * 1000, nx=True)
 
@@ -230,6 +263,16 @@ class ResilientLimiter:
             else:
                 return
         await self.fallback.adjust(key, delta, ttl_s)
+
+    async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
+        if self._use_primary():
+            try:
+                await self.primary.adjust_many(adjustments)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+            else:
+                return
+        await self.fallback.adjust_many(adjustments)
 
     async def seed(self, key: str, value: int, ttl_s: int) -> None:
         if self._use_primary():

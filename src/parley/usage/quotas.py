@@ -15,7 +15,7 @@ from datetime import datetime
 
 import structlog
 
-from parley.backends.limits import Admission, Counter, Limiter
+from parley.backends.limits import Adjustment, Admission, Counter, Limiter
 from parley.billing.service import BillingService, OrgLimits
 from parley.db.engine import Database
 from parley.errors import ParleyError, PermissionDenied, RateLimited
@@ -57,6 +57,10 @@ class Ticket:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# A ticket and how its call ended: ok, total tokens, cost in micro-units.
+Settlement = tuple[Ticket, bool, int, int]
+
+
 def _reset(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds >= 60:
@@ -81,6 +85,8 @@ class QuotaService:
         self.clock = clock
         self._noticed: set[tuple[str, datetime, str, int]] = set()
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._unsettled: list[Settlement] = []
+        self._settling = False
         self._rebuilds: SingleFlight[tuple[str, datetime], None] = SingleFlight()
 
     def allowed_tiers(self, limits: OrgLimits) -> tuple[str, ...]:
@@ -243,22 +249,41 @@ class QuotaService:
         self, ticket: Ticket, *, ok: bool, total_tokens: int, cost_micros: int
     ) -> None:
         """Keep the message when the call succeeded, give it back when it failed."""
-        if ticket.settled or not ticket.admission.allowed:
-            return
-        ticket.settled = True
+        await self._settle_all([(ticket, ok, total_tokens, cost_micros)])
+
+    def _adjustments(
+        self, ticket: Ticket, ok: bool, total_tokens: int, cost_micros: int
+    ) -> list[Adjustment]:
+        """The corrections settling `ticket` makes: the token estimate, and the message
+        (kept or given back) and its cost."""
+        adjustments = []
         delta = total_tokens - ticket.estimate_tokens
         if delta:
             for i in self._rate_indexes(ticket, 1):
                 c = ticket.counters[i]
-                await self.limiter.adjust(c.key, delta, c.ttl_s)
-        if ticket.message_index is None:
-            return
-        message, spend = ticket.counters[ticket.message_index : ticket.message_index + 2]
-        if not ok:
-            await self.limiter.adjust(message.key, -1, message.ttl_s)
-        if cost_micros:
-            await self.limiter.adjust(spend.key, cost_micros, spend.ttl_s)
-        if ok:
+                adjustments.append(Adjustment(c.key, delta, c.ttl_s))
+        if ticket.message_index is not None:
+            message, spend = ticket.counters[ticket.message_index : ticket.message_index + 2]
+            if not ok:
+                adjustments.append(Adjustment(message.key, -1, message.ttl_s))
+            if cost_micros:
+                adjustments.append(Adjustment(spend.key, cost_micros, spend.ttl_s))
+        return adjustments
+
+    async def _settle_all(self, outcomes: list[Settlement]) -> None:
+        """One round trip for all of them (at most), then the usage notices."""
+        adjustments: list[Adjustment] = []
+        kept: list[tuple[Ticket, int]] = []
+        for ticket, ok, total_tokens, cost_micros in outcomes:
+            if ticket.settled or not ticket.admission.allowed:
+                continue
+            ticket.settled = True
+            adjustments += self._adjustments(ticket, ok, total_tokens, cost_micros)
+            if ok and ticket.message_index is not None:
+                kept.append((ticket, cost_micros))
+        if adjustments:
+            await self.limiter.adjust_many(adjustments)
+        for ticket, cost_micros in kept:
             self._maybe_notice(ticket, cost_micros)
 
     def _maybe_notice(self, ticket: Ticket, cost_micros: int) -> None:
@@ -290,21 +315,27 @@ class QuotaService:
     def settle_later(
         self, ticket: Ticket, *, ok: bool, total_tokens: int, cost_micros: int
     ) -> None:
-        """Settle off the request path; shutdown drains what is still running."""
-        task = asyncio.create_task(
-            self._settle_quietly(ticket, ok=ok, total_tokens=total_tokens, cost_micros=cost_micros)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Settle off the request path: what ends while a batch is being settled waits for
+        the next one, so there is one task at a time rather than one per request.
+        Shutdown drains what is still running."""
+        self._unsettled.append((ticket, ok, total_tokens, cost_micros))
+        if not self._settling:
+            self._settling = True
+            task = asyncio.create_task(self._settle_pending())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _settle_quietly(
-        self, ticket: Ticket, *, ok: bool, total_tokens: int, cost_micros: int
-    ) -> bool:
+    async def _settle_pending(self) -> bool:
         try:
-            await self.settle(ticket, ok=ok, total_tokens=total_tokens, cost_micros=cost_micros)
-        except Exception:
-            log.exception("quota.settle_failed", org_id=ticket.org_id)
-            return False
+            while self._unsettled:
+                batch, self._unsettled = self._unsettled, []
+                try:
+                    await self._settle_all(batch)
+                except Exception:
+                    orgs = sorted({ticket.org_id for ticket, *_ in batch})
+                    log.exception("quota.settle_failed", org_ids=orgs)
+        finally:
+            self._settling = False
         return True
 
     async def drain(self) -> None:

@@ -1,4 +1,5 @@
-"""Which HTTP client should providers use? httpx and aiohttp against the same fake upstream.
+"""Which HTTP client should providers use? httpx, aiohttp and Parley's own keep-alive pool
+(parley.gateway.providers.http1, what the providers use) against the same fake upstream.
 
 Each client sends the same chat request with 50 in flight, then one at a time, from one
 process, and the figures are printed side by side.
@@ -19,6 +20,8 @@ import aiohttp
 import httpx
 import orjson
 import uvloop
+
+from parley.gateway.providers.http1 import Pool
 
 BODY = orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": "Hello"}]})
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
@@ -69,6 +72,17 @@ async def main(url: str, seconds: float) -> None:
         results["aiohttp"] = [
             await drive(with_aiohttp, concurrency=c, seconds=seconds) for c in (50, 1)
         ]
+    pool = Pool(HEADERS)
+
+    async def with_pool() -> None:
+        response = await pool.post(url, BODY, read_timeout_s=60)
+        try:
+            orjson.loads(await response.read())
+        finally:
+            response.release()
+
+    results["parley"] = [await drive(with_pool, concurrency=c, seconds=seconds) for c in (50, 1)]
+    pool.close()
     print(f"\nHTTP client benchmark ({seconds:g} s per run, one process, uvloop)")
     for name, ((rps50, _), (rps1, p50)) in results.items():
         print(
@@ -76,6 +90,8 @@ async def main(url: str, seconds: float) -> None:
         )
     ratio = results["aiohttp"][0][0] / results["httpx"][0][0]
     print(f"  aiohttp / httpx at 50 in flight: {ratio:.2f}x")
+    ratio = results["parley"][0][0] / results["aiohttp"][0][0]
+    print(f"  parley / aiohttp at 50 in flight: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

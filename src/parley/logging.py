@@ -70,8 +70,24 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+def _nothing_to_mask(event: MutableMapping[str, Any]) -> bool:
+    """The common line: plain values under harmless keys, no hint of a secret in the text
+    (looked for in all the strings at once; no hint spans the line break that joins them)."""
+    texts = []
+    for key, value in event.items():
+        if key != "event" and _secret_key(key):
+            return False
+        if isinstance(value, str):
+            texts.append(value)
+        elif not isinstance(value, _PLAIN):
+            return False
+    return not _maybe_secret("\n".join(texts))
+
+
 def _mask(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Last line of defence: secrets are never passed to a logger on purpose."""
+    if _nothing_to_mask(event):
+        return event
     for key, value in list(event.items()):
         if key != "event" and _secret_key(key):
             event[key] = "***"

@@ -208,7 +208,8 @@ class _Origin:
         self.host = host
         default = 443 if self.tls else 80
         self.port = port or default
-        self.host_header = host if self.port == default else f"{host}:{self.port}"
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal
+        self.host_header = name if self.port == default else f"{name}:{self.port}"
         self.idle: list[_Connection] = []
 
 

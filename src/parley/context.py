@@ -141,6 +141,7 @@ class AppContext:
         if with_gateway:
             await self.gateway.start()
             await self.conversation_hub.start()
+            await self.replies.start_sweeping()
         if with_worker:
             self.worker = self.make_worker()
             self.db.jobs_committed = self.worker.wake
@@ -150,6 +151,7 @@ class AppContext:
         if self.worker is not None:
             await self.worker.stop()
             self.db.jobs_committed = None
+        await self.replies.stop_sweeping()
         await self.conversation_hub.stop()
         await self.gateway.stop()
         await self.quotas.drain()

@@ -4,12 +4,15 @@ metered one message each, and refused cleanly on bad input."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import orjson
 from fastapi import FastAPI
+from sqlalchemy import update
 
+from parley.conversations.models import Message
 from tests.conversations.test_conversations import MODEL, create, say
 from tests.support import Account, assert_error, register, serving
 from tests.usage.conftest import set_plan, summary, usage_events
@@ -396,3 +399,64 @@ async def test_bad_input_is_refused_and_nothing_is_stored(client: httpx.AsyncCli
     assert await messages_of(client, owner, conv["id"]) == []
     assert await messages_of(client, owner, tiny["id"]) == []
     assert MODEL == "parley-mock"
+
+
+async def test_a_streaming_reply_saves_what_it_has_as_it_goes(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    app.state.ctx.replies.save_every_s = 0.1
+    owner = await register(client)
+    conv = await create(client, owner.headers, model="slow-mock")
+    words = " ".join(f"w{i}" for i in range(60))
+    async with (
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as live,
+        live.stream(
+            "POST",
+            f"/v1/conversations/{conv['id']}/messages",
+            json={"content": words, "stream": True},
+            headers=owner.headers,
+        ) as response,
+    ):
+        deltas = 0
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and '"message.delta"' in line:
+                deltas += 1
+                if deltas == 8:
+                    break
+        # A reload in the middle of the reply shows what has arrived so far.
+        midway = (await messages_of(client, owner, conv["id"]))[-1]
+    assert midway["status"] == "streaming"
+    assert midway["content"]
+    assert f"Mock reply: {words}".startswith(midway["content"])
+
+
+async def test_replies_left_streaming_by_a_dead_process_are_closed(
+    client: httpx.AsyncClient, app: FastAPI, clock: Any
+) -> None:
+    owner = await register(client)
+    conv = await create(client, owner.headers)
+    dead = (await say(client, owner.headers, conv["id"], "first"))["assistant_message"]
+    alive = (await say(client, owner.headers, conv["id"], "second"))["assistant_message"]
+    ctx = app.state.ctx
+    async with ctx.db.session() as session:
+        for message_id, saved in (
+            (dead["id"], clock() - timedelta(minutes=10)),
+            (alive["id"], clock()),
+        ):
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id)
+                .values(status="streaming", updated_at=saved)
+            )
+    assert (
+        await client.post(f"/v1/conversations/{conv['id']}/cancel", headers=owner.headers)
+    ).json()["cancelled"]
+
+    assert await ctx.replies.sweep() == 1
+    stored = {m["id"]: m for m in await messages_of(client, owner, conv["id"])}
+    assert (stored[dead["id"]]["status"], stored[dead["id"]]["content"]) == (
+        "incomplete",
+        "Mock reply: first",
+    )
+    assert stored[alive["id"]]["status"] == "streaming"  # still saving: left alone

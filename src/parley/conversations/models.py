@@ -34,6 +34,7 @@ class Conversation(IdMixin, Base):
 
 class Message(IdMixin, Base):
     __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_status", "status"),)
 
     org_id: Mapped[str] = mapped_column(String(40), index=True)
     conversation_id: Mapped[str] = mapped_column(
@@ -50,6 +51,9 @@ class Message(IdMixin, Base):
     # complete | incomplete (the upstream stopped early) | cancelled | streaming
     status: Mapped[str] = mapped_column(String(20), default="complete")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A streaming reply saves what it has every few seconds; one that stopped saving (its
+    # process died) is marked incomplete by the sweep.
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ConversationSummary(IdMixin, Base):

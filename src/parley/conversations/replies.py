@@ -21,6 +21,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -81,12 +82,52 @@ class Reply:
 
 
 class ReplyRunner:
-    def __init__(self, conversations: ConversationService, hub: ConversationHub) -> None:
+    def __init__(
+        self,
+        conversations: ConversationService,
+        hub: ConversationHub,
+        *,
+        save_every_s: float = 2.0,
+        stale_after_s: float = 120.0,
+    ) -> None:
         self.conversations = conversations
         self.hub = hub
         self.db = conversations.db
         self.gateway = conversations.gateway
         self.clock = conversations.clock
+        self.save_every_s = save_every_s
+        self.stale_after_s = stale_after_s
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- replies whose process died --------------------------------------------------------
+
+    async def start_sweeping(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="parley-reply-sweeper")
+
+    async def stop_sweeping(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def sweep(self) -> int:
+        """Mark replies that stopped saving as incomplete; returns how many."""
+        now = self.clock()
+        async with self.db.session() as session:
+            return await repository.mark_stale_replies(
+                session, saved_before=now - timedelta(seconds=self.stale_after_s), now=now
+            )
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                if swept := await self.sweep():
+                    log.warning("conversations.stale_replies_closed", count=swept)
+            except Exception:
+                log.warning("conversations.sweep_failed", exc_info=True)
+            await asyncio.sleep(self.stale_after_s / 4)
+
+    # --- a reply ---------------------------------------------------------------------------
 
     async def start(
         self, ctx: OrgContext, request_id: str, plan: ReplyPlan, *, listen: bool
@@ -196,6 +237,7 @@ class ReplyRunner:
         assert me is not None
         text: list[str] = []
         size = 0
+        save_at = time.monotonic() + self.save_every_s
         usage: Json | None = None
         status, error = "complete", None
         try:
@@ -215,6 +257,9 @@ class ReplyRunner:
                         text.append(delta)
                         size += len(delta)
                         await self._emit(conversation_id, queue, event)
+                        if time.monotonic() >= save_at:
+                            await self._save_partial(ctx, assistant, "".join(text))
+                            save_at = time.monotonic() + self.save_every_s
                     if choice.get("finish_reason") == "length":
                         status = "incomplete"
         except StreamInterrupted as exc:
@@ -288,6 +333,11 @@ class ReplyRunner:
             await self._emit(plan.conversation_id, queue, {"type": "error", "error": error})
         return final
 
+    async def _save_partial(self, ctx: OrgContext, assistant: MessageOut, content: str) -> None:
+        """Reloads mid-reply show what has arrived, and a crash loses only the last seconds."""
+        async with self.db.session() as session:
+            await repository.save_partial(session, ctx.org_id, assistant.id, content, self.clock())
+
     async def _store_end(self, ctx: OrgContext, assistant: MessageOut, **fields: Any) -> MessageOut:
         async with self.db.session() as session:
             message = await repository.message(
@@ -297,6 +347,7 @@ class ReplyRunner:
                 return assistant.model_copy(update=fields)
             for name, value in fields.items():
                 setattr(message, name, value)
+            message.updated_at = self.clock()
             await session.flush()
             return message_out(message, assistant.sibling_ids)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.conversations.models import Conversation, ConversationSummary, Message
@@ -103,3 +104,31 @@ async def summaries(
         .order_by(ConversationSummary.id.desc())
     )
     return (await session.scalars(stmt)).all()
+
+
+async def save_partial(
+    session: AsyncSession, org_id: str, message_id: str, content: str, now: datetime
+) -> None:
+    """What a streaming reply has so far; never over a reply that has finished meanwhile."""
+    await session.execute(
+        update(Message)
+        .where(Message.org_id == org_id, Message.id == message_id, Message.status == "streaming")
+        .values(content=content, updated_at=now)
+    )
+
+
+async def mark_stale_replies(
+    session: AsyncSession, *, saved_before: datetime, now: datetime
+) -> int:
+    """Replies still `streaming` that have not saved since `saved_before` lost their process:
+    they become `incomplete`, keeping what they saved. (Maintenance over every tenant.)"""
+    result = await session.execute(
+        update(Message)
+        .where(
+            Message.status == "streaming",
+            func.coalesce(Message.updated_at, Message.created_at) < saved_before,
+        )
+        .values(status="incomplete", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -17,8 +17,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from parley.config import Settings
+from parley.conversations.socket import ConversationSocket
 from tests.conversations.test_conversations import create, say
-from tests.support import FakeClock, create_key, register, running, serving
+from tests.support import FakeClock, create_key, join, register, running, serving
 
 TIMEOUT_S = 10
 
@@ -264,3 +265,43 @@ async def test_sockets_need_credentials_and_access(client: httpx.AsyncClient, ap
             await ws.send(orjson.dumps({"type": "send", "content": "From a script"}))
             events = await until(ws, "message.completed")
     assert events[-1]["message"]["content"] == "Mock reply: From a script"
+
+
+async def test_losing_access_closes_the_socket(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await register(client)
+    member = await join(client, owner, owner.org_id, "member")
+    conv = await create(client, member.in_org(owner.org_id))
+    key = await create_key(client, owner, scopes=["conversations"])
+    async with serving(app) as url:
+        # Removed from the organisation: the next command is refused and the socket closed.
+        member_url = ws_url(url, conv["id"], member.access_token, org=owner.org_id)
+        async with socket(member_url) as ws:
+            removed = await client.delete(
+                f"/v1/orgs/{owner.org_id}/members/{member.user_id}", headers=owner.headers
+            )
+            assert removed.status_code == 204, removed.text
+            await ws.send(orjson.dumps({"type": "send", "content": "still here?"}))
+            event = await receive(ws)
+            assert (event["type"], event["error"]["type"]) == ("error", "not_found_error")
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4404
+
+        # A revoked key loses a quiet socket at the next periodic check.
+        monkeypatch.setattr(ConversationSocket, "recheck_s", 0.05)
+        async with socket(ws_url(url, conv["id"], key["key"])) as ws:
+            revoked = await client.delete(f"/v1/api-keys/{key['id']}", headers=owner.headers)
+            assert revoked.status_code in (200, 204), revoked.text
+            event = await receive(ws)
+            assert (event["type"], event["error"]["type"]) == ("error", "authentication_error")
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(ws)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4401
+    listed = await client.get(
+        f"/v1/conversations/{conv['id']}/messages", headers=owner.in_org(owner.org_id)
+    )
+    assert listed.json()["data"] == []

@@ -12,13 +12,16 @@ Client to server: `{"type": "send", "content", "model"?}`, `{"type": "regenerate
 "message_id", "model"?}`, `{"type": "edit", "message_id", "content", "model"?}`,
 `{"type": "cancel"}`, `{"type": "ping"}`. Closing the socket stops the replies it started.
 A socket that cannot be opened (bad credentials, unknown conversation) gets an `error` event
-and is closed with code 4000 + the HTTP status (4401, 4403, 4404).
+and is closed with code 4000 + the HTTP status (4401, 4403, 4404); so is one whose access
+ends later (checked before every command and every minute).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -55,6 +58,10 @@ async def socket_context(ctx: AppContext, ws: WebSocket) -> OrgContext:
 
 
 class ConversationSocket:
+    # Credentials and access are checked again this often, and before every command, so a
+    # revoked key, an expired token or a removed member loses the socket too.
+    recheck_s = 60.0
+
     def __init__(self, ctx: AppContext, ws: WebSocket, conversation_id: str) -> None:
         self.ctx = ctx
         self.ws = ws
@@ -63,33 +70,49 @@ class ConversationSocket:
         self.replies: list[Reply] = []
         self._send_lock = asyncio.Lock()
 
+    async def _authorize(self) -> OrgContext:
+        org = await socket_context(self.ctx, self.ws)
+        async with self.ctx.db.session() as session:
+            await self.ctx.conversations.get(session, org, self.conversation_id)
+        return org
+
+    async def _refuse(self, exc: ParleyError) -> None:
+        await self.send(error_event(exc))
+        with contextlib.suppress(RuntimeError):
+            await self.ws.close(code=4000 + exc.status)
+
     async def run(self) -> None:
         await self.ws.accept()
         try:
-            org = await socket_context(self.ctx, self.ws)
-            async with self.ctx.db.session() as session:
-                await self.ctx.conversations.get(session, org, self.conversation_id)
+            org = await self._authorize()
         except ParleyError as exc:
-            await self.send(error_event(exc))
-            await self.ws.close(code=4000 + exc.status)
+            await self._refuse(exc)
             return
         hub = self.ctx.conversation_hub
         async with hub.events(self.conversation_id) as events:
             # Subscribed before the backlog is read: nothing falls between the two.
             await self.send({"type": "ready", "conversation_id": self.conversation_id})
             await self._backlog(org, self.ws.query_params.get("after"))
-            pump = asyncio.create_task(self._pump(events))
+            helpers = [asyncio.create_task(self._pump(events)), asyncio.create_task(self._watch())]
             try:
-                await self._receive(org)
+                await self._receive()
             finally:
-                pump.cancel()
-                for task in self.commands:
+                for task in [*helpers, *self.commands]:
                     task.cancel()
                 for reply in self.replies:  # closing the socket stops what it started
                     reply.task.cancel()
-                for task in [pump, *self.commands]:
+                for task in [*helpers, *self.commands]:
                     with contextlib.suppress(BaseException):
                         await task
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.recheck_s)
+            try:
+                await self._authorize()
+            except ParleyError as exc:
+                await self._refuse(exc)
+                return
 
     async def send(self, event: Event) -> None:
         if self.ws.application_state != WebSocketState.CONNECTED:
@@ -113,7 +136,7 @@ class ConversationSocket:
         async for event in events:
             await self.send(event)
 
-    async def _receive(self, org: OrgContext) -> None:
+    async def _receive(self) -> None:
         while True:
             try:
                 message = await self.ws.receive()
@@ -134,9 +157,10 @@ class ConversationSocket:
             if kind == "ping":
                 await self.send({"type": "pong"})
             elif kind == "cancel":
-                task = asyncio.create_task(self._cancel(org))
+                task = asyncio.create_task(self._command(self._cancel))
             elif kind in COMMANDS:
-                task = asyncio.create_task(self._start_reply(org, COMMANDS[kind], command))
+                start = partial(self._start_reply, kind=COMMANDS[kind], command=command)
+                task = asyncio.create_task(self._command(start))
             else:
                 await self.send(
                     error_event(
@@ -147,6 +171,14 @@ class ConversationSocket:
             if kind != "ping":
                 self.commands.add(task)
                 task.add_done_callback(self.commands.discard)
+
+    async def _command(self, run: Callable[[OrgContext], Awaitable[None]]) -> None:
+        try:
+            org = await self._authorize()
+        except ParleyError as exc:
+            await self._refuse(exc)
+            return
+        await run(org)
 
     async def _cancel(self, org: OrgContext) -> None:
         async with self.ctx.db.session() as session:

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck pytest fmt migration clean bench local-model \
-	web web-client webtest vitest e2e chromium
+	web web-client web-client-check webtest vitest e2e chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,11 +77,23 @@ web/dist/index.html: $(WEB_DEPS) $(WEB_SRC)
 web: web/dist/index.html
 
 # The typed client, generated from the OpenAPI document (commit the result; never edit it).
-web-client: install $(WEB_DEPS)
+# $(call gen-client,OUT): writes the client generated from the current API to web/OUT.
+define gen-client
 	$(BIN)/python -c 'import json; from parley.app import create_app; \
 	  print(json.dumps(create_app(configure_logs=False).openapi()))' > web/openapi.json
-	cd web && npx openapi-typescript openapi.json --default-non-nullable false \
-	  -o src/api/schema.d.ts && rm openapi.json
+	cd web && npx openapi-typescript openapi.json --default-non-nullable false -o $(1) \
+	  && rm openapi.json
+endef
+
+web-client: install $(WEB_DEPS)
+	$(call gen-client,src/api/schema.d.ts)
+
+# Fails when the committed client no longer matches the API (run `make web-client`).
+web-client-check: install $(WEB_DEPS)
+	$(call gen-client,.schema.check.d.ts)
+	@cmp -s web/src/api/schema.d.ts web/.schema.check.d.ts \
+	  || (rm -f web/.schema.check.d.ts; echo "web/src/api/schema.d.ts is out of date: run make web-client"; exit 1)
+	@rm -f web/.schema.check.d.ts
 
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive \
@@ -94,4 +106,4 @@ vitest: $(WEB_DEPS)
 e2e: install web chromium
 	$(NPM) run --silent e2e
 
-webtest: vitest e2e
+webtest: web-client-check vitest e2e

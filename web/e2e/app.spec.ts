@@ -226,6 +226,19 @@ test("the invited member signs up from the link and joins", async ({ browser }) 
   await expect(page.getByText("No pending invitations.")).toBeVisible();
 });
 
+test("organisation: create another and switch between them", async () => {
+  await page.getByRole("button", { name: "Create" }).click();
+  await expect(page.getByLabel("Organisation name")).toHaveAttribute("aria-invalid", "true");
+  await page.getByLabel("Organisation name").fill("Second team");
+  await page.getByRole("button", { name: "Create" }).click();
+  await expect(page.getByRole("heading", { name: "Second team" })).toBeVisible();
+  await expect(page.getByText("Your role: owner")).toBeVisible();
+  await expect(page.getByRole("row", { name: /Bob/ })).toHaveCount(0);
+  await page.getByLabel("Switch organisation").selectOption({ label: "Ann's organisation" });
+  await expect(page.getByRole("heading", { name: "Ann's organisation" })).toBeVisible();
+  await expect(page.getByLabel("Role of Bob")).toHaveValue("admin");
+});
+
 test("plan: the current plan beside the others", async () => {
   await page.getByRole("link", { name: "Plan" }).click();
   await expect(page.getByText("Current plan")).toBeVisible();

@@ -30,6 +30,14 @@ export function useOrgs() {
   });
 }
 
+export function useCreateOrg() {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (body: { name: string }) => unwrap(api.POST("/v1/orgs", { body })),
+    onSuccess: () => qc.invalidateQueries({ queryKey: keys.orgs }),
+  });
+}
+
 export function useModels() {
   return useQuery({
     queryKey: keys.models(),

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { fieldError, fieldOf } from "../api/errors";
 import {
   useChangeRole,
+  useCreateOrg,
   useInvitations,
   useInvite,
   useMembers,
@@ -145,6 +146,30 @@ function Invitations({ orgId }: { orgId: string }) {
   );
 }
 
+/** A new organisation, of which the user becomes the owner; the app switches to it. */
+function CreateOrgForm({ onCreated }: { onCreated: (id: string) => void }) {
+  const create = useCreateOrg();
+  const [name, setName] = useState("");
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    create.mutate({ name }, {
+      onSuccess: (org) => {
+        setName("");
+        onCreated(org.id);
+      },
+    });
+  };
+  return (
+    <form className="card inline-form" onSubmit={submit} aria-label="Create an organisation" noValidate>
+      <h2>Create an organisation</h2>
+      <Field label="Organisation name" value={name} required onChange={(e) => setName(e.target.value)}
+        error={fieldError(create.error, "name")} />
+      <button type="submit" disabled={create.isPending}>{create.isPending ? "Creating…" : "Create"}</button>
+      {create.error != null && fieldOf(create.error) !== "name" && <ErrorMessage error={create.error} compact />}
+    </form>
+  );
+}
+
 export function OrgPage() {
   const { org, orgs, switchOrg, loading, error } = useOrg();
   const { user } = useSession();
@@ -194,6 +219,7 @@ export function OrgPage() {
       ) : (
         <p className="note">Only admins and owners can invite or manage members.</p>
       )}
+      <CreateOrgForm onCreated={switchOrg} />
     </div>
   );
 }

@@ -4,6 +4,8 @@ metered one message each, and refused cleanly on bad input."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +38,37 @@ async def messages_of(
     assert response.status_code == 200, response.text
     data: list[dict[str, Any]] = response.json()["data"]
     return data
+
+
+# A long message for the slow mock: its reply takes about 3 s, word by word.
+LONG = " ".join(f"w{i}" for i in range(60))
+LONG_REPLY = f"Mock reply: {LONG}"
+
+
+@contextlib.asynccontextmanager
+async def slow_reply(
+    app: FastAPI, account: Account, conv_id: str
+) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    """LONG sent with stream=true over a real socket; yields the reply's events as they
+    arrive. Leaving the block closes the connection."""
+    async with (
+        serving(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as live,
+        live.stream(
+            "POST",
+            f"/v1/conversations/{conv_id}/messages",
+            json={"content": LONG, "stream": True},
+            headers=account.headers,
+        ) as response,
+    ):
+        assert response.status_code == 200
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    yield orjson.loads(line[6:])
+
+        yield events()
 
 
 async def test_a_streamed_reply_arrives_as_events_and_is_stored(
@@ -228,38 +261,27 @@ async def test_cancel_keeps_the_partial_reply_and_meters_it(
 ) -> None:
     owner = await register(client)
     conv = await create(client, owner.headers, model="slow-mock")
-    words = " ".join(f"w{i}" for i in range(60))
-    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as live:
-        async with live.stream(
-            "POST",
-            f"/v1/conversations/{conv['id']}/messages",
-            json={"content": words, "stream": True},
-            headers=owner.headers,
-        ) as response:
-            assert response.status_code == 200
-            seen: list[dict[str, Any]] = []
-            cancelled: httpx.Response | None = None
-            async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                seen.append(orjson.loads(line[6:]))
-                deltas = [e for e in seen if e["type"] == "message.delta"]
-                if len(deltas) == 3 and cancelled is None:
-                    cancelled = await client.post(
-                        f"/v1/conversations/{conv['id']}/cancel", headers=owner.headers
-                    )
-        assert cancelled is not None
-        assert cancelled.status_code == 202, cancelled.text
-        assert cancelled.json() == {"object": "conversation.cancel", "cancelled": True}
+    seen: list[dict[str, Any]] = []
+    cancelled: httpx.Response | None = None
+    async with slow_reply(app, owner, conv["id"]) as events:
+        async for event in events:
+            seen.append(event)
+            deltas = [e for e in seen if e["type"] == "message.delta"]
+            if len(deltas) == 3 and cancelled is None:
+                cancelled = await client.post(
+                    f"/v1/conversations/{conv['id']}/cancel", headers=owner.headers
+                )
+    assert cancelled is not None
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json() == {"object": "conversation.cancel", "cancelled": True}
 
     final = seen[-1]
     assert final["type"] == "message.completed"
     reply = final["message"]
     assert reply["status"] == "cancelled"
-    full = f"Mock reply: {words}"
     assert reply["content"]
-    assert full.startswith(reply["content"])
-    assert reply["content"] != full
+    assert LONG_REPLY.startswith(reply["content"])
+    assert reply["content"] != LONG_REPLY
     assert reply["completion_tokens"] > 0
 
     stored = (await messages_of(client, owner, conv["id"]))[-1]
@@ -280,29 +302,22 @@ async def test_cancel_keeps_the_partial_reply_and_meters_it(
 async def test_closing_the_stream_stops_the_reply(client: httpx.AsyncClient, app: FastAPI) -> None:
     owner = await register(client)
     conv = await create(client, owner.headers, model="slow-mock")
-    words = " ".join(f"w{i}" for i in range(60))
-    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as live:
-        async with live.stream(
-            "POST",
-            f"/v1/conversations/{conv['id']}/messages",
-            json={"content": words, "stream": True},
-            headers=owner.headers,
-        ) as response:
-            deltas = 0
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and '"message.delta"' in line:
-                    deltas += 1
-                    if deltas == 2:
-                        break  # leaving the block closes the connection
+    async with slow_reply(app, owner, conv["id"]) as events:
+        deltas = 0
+        async for event in events:
+            if event["type"] == "message.delta":
+                deltas += 1
+                if deltas == 2:
+                    break  # leaving the block closes the connection
 
-        for _ in range(200):
-            last = (await messages_of(client, owner, conv["id"]))[-1]
-            if last["status"] != "streaming":
-                break
-            await asyncio.sleep(0.02)
+    for _ in range(200):
+        last = (await messages_of(client, owner, conv["id"]))[-1]
+        if last["status"] != "streaming":
+            break
+        await asyncio.sleep(0.02)
     assert last["status"] == "cancelled"
-    assert f"Mock reply: {words}".startswith(last["content"])
-    assert len(last["content"]) < len(f"Mock reply: {words}")
+    assert LONG_REPLY.startswith(last["content"])
+    assert len(last["content"]) < len(LONG_REPLY)
 
 
 async def test_a_broken_upstream_stream_keeps_what_arrived(
@@ -407,20 +422,10 @@ async def test_a_streaming_reply_saves_what_it_has_as_it_goes(
     app.state.ctx.replies.save_every_s = 0.1
     owner = await register(client)
     conv = await create(client, owner.headers, model="slow-mock")
-    words = " ".join(f"w{i}" for i in range(60))
-    async with (
-        serving(app) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as live,
-        live.stream(
-            "POST",
-            f"/v1/conversations/{conv['id']}/messages",
-            json={"content": words, "stream": True},
-            headers=owner.headers,
-        ) as response,
-    ):
+    async with slow_reply(app, owner, conv["id"]) as events:
         deltas = 0
-        async for line in response.aiter_lines():
-            if line.startswith("data: ") and '"message.delta"' in line:
+        async for event in events:
+            if event["type"] == "message.delta":
                 deltas += 1
                 if deltas == 8:
                     break
@@ -428,7 +433,7 @@ async def test_a_streaming_reply_saves_what_it_has_as_it_goes(
         midway = (await messages_of(client, owner, conv["id"]))[-1]
     assert midway["status"] == "streaming"
     assert midway["content"]
-    assert f"Mock reply: {words}".startswith(midway["content"])
+    assert LONG_REPLY.startswith(midway["content"])
 
 
 async def test_replies_left_streaming_by_a_dead_process_are_closed(

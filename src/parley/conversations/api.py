@@ -38,13 +38,19 @@ from parley.principal import OrgContext
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
-REPLY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **error_responses(400, 401, 403, 404, 422, 429, 502, 503, 504),
-    200: {
-        "content": {"text/event-stream": {}},
-        "description": "With stream=true: server-sent events message.created, "
-        "message.delta, message.completed and error.",
+# What the three routes that answer with a reply (JSON or SSE) share.
+REPLY_ROUTE: dict[str, Any] = {
+    "status_code": status.HTTP_201_CREATED,
+    "response_model": ExchangeOut,
+    "responses": {
+        **error_responses(400, 401, 403, 404, 422, 429, 502, 503, 504),
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "With stream=true: server-sent events message.created, "
+            "message.delta, message.completed and error.",
+        },
     },
+    "openapi_extra": {"security": [{"HTTPBearer": []}]},
 }
 
 
@@ -235,11 +241,8 @@ def _sse(reply: Reply) -> ClosingStreamingResponse:
 
 @router.post(
     "/{conversation_id}/messages",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ExchangeOut,
-    responses=REPLY_RESPONSES,
     summary="Send a message and get the assistant's reply (JSON, or SSE with stream=true)",
-    openapi_extra={"security": [{"HTTPBearer": []}]},
+    **REPLY_ROUTE,
 )
 async def post_message(
     conversation_id: str, body: PostMessageRequest, request: Request, ctx: Ctx
@@ -254,11 +257,8 @@ async def post_message(
 
 @router.post(
     "/{conversation_id}/messages/{message_id}/regenerate",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ExchangeOut,
-    responses=REPLY_RESPONSES,
     summary="Another reply to the message an assistant reply answered, as a new branch",
-    openapi_extra={"security": [{"HTTPBearer": []}]},
+    **REPLY_ROUTE,
 )
 async def regenerate(
     conversation_id: str, message_id: str, body: RegenerateRequest, request: Request, ctx: Ctx
@@ -272,11 +272,8 @@ async def regenerate(
 
 @router.post(
     "/{conversation_id}/messages/{message_id}/edit",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ExchangeOut,
-    responses=REPLY_RESPONSES,
     summary="A new version of one of your messages, answered, as a new branch",
-    openapi_extra={"security": [{"HTTPBearer": []}]},
+    **REPLY_ROUTE,
 )
 async def edit_message(
     conversation_id: str, message_id: str, body: EditMessageRequest, request: Request, ctx: Ctx

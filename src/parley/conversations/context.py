@@ -21,7 +21,7 @@ from parley.gateway.config import ConversationsSection
 from parley.gateway.providers.base import Json
 from parley.gateway.service import GatewayService
 from parley.kit.ids import new_id
-from parley.kit.tokens import content_text, count_messages, count_text
+from parley.kit.tokens import content_text, count_messages, count_text, max_prompt_tokens
 from parley.principal import OrgContext
 
 log = structlog.get_logger("parley.conversations")
@@ -58,10 +58,8 @@ class Summary:
 @dataclass(frozen=True, slots=True)
 class Context:
     messages: list[Json]
-    prompt_tokens: int
     max_tokens: int
     new_summary: Summary | None = None  # written during this build; the caller stores it
-    left_out: int = 0  # older messages not sent verbatim (summarized or dropped)
 
 
 def _message(role: str, content: str) -> Json:
@@ -112,6 +110,14 @@ class ContextBuilder:
         budget = spec.context_window - spec.reply_reserve
         head = [_message("system", system_prompt)] if system_prompt else []
         last = _message(latest.role, latest.content)
+        turns = [_message(t.role, t.content) for t in history]
+
+        def done(middle: list[Json], new: Summary | None = None) -> Context:
+            return Context([*head, *middle, last], spec.reply_reserve, new)
+
+        # Most conversations fit whole, which their size in bytes shows without a tokenizer.
+        if max_prompt_tokens([*head, *turns, last]) <= budget:
+            return done(turns)
         fixed = MESSAGE_OVERHEAD + sum(cost(m) for m in head) + cost(last)
         if fixed > budget:
             raise InvalidRequest(
@@ -122,24 +128,12 @@ class ContextBuilder:
                 param="content",
             )
         room = budget - fixed
-        turns = [_message(t.role, t.content) for t in history]
         costs = [cost(m) for m in turns]
-
-        def done(middle: list[Json], left_out: int, new: Summary | None = None) -> Context:
-            messages = [*head, *middle, last]
-            return Context(
-                messages=messages,
-                prompt_tokens=fixed + sum(cost(m) for m in middle),
-                max_tokens=spec.reply_reserve,
-                new_summary=new,
-                left_out=left_out,
-            )
-
         if sum(costs) <= room:
-            return done(turns, 0)
+            return done(turns)
         if strategy == "truncate":
             keep = _newest_within(costs, room)
-            return done(turns[len(turns) - keep :], len(turns) - keep)
+            return done(turns[len(turns) - keep :])
 
         # The stored summary applies when it ends on this branch.
         ids = [t.id for t in history]
@@ -152,7 +146,7 @@ class ContextBuilder:
         if summary is not None:
             with_summary = cost(_summary_message(summary)) + sum(tail_costs)
             if with_summary <= room:
-                return done([_summary_message(summary), *tail], start)
+                return done([_summary_message(summary), *tail])
 
         summary_room = min(self.settings.summary_max_tokens, room // 3)
         keep = _newest_within(tail_costs, (room - summary_room) // 2)
@@ -163,9 +157,9 @@ class ContextBuilder:
             # Better a shorter memory than no reply: this turn falls back to truncation.
             log.warning("conversations.summary_failed", error=exc.code, model=model)
             keep = _newest_within(costs, room)
-            return done(turns[len(turns) - keep :], len(turns) - keep)
+            return done(turns[len(turns) - keep :])
         kept = tail[len(tail) - keep :] if keep else []
-        return done([_summary_message(new), *kept], len(turns) - keep, new)
+        return done([_summary_message(new), *kept], new)
 
     async def _summarize(
         self,

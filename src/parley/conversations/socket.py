@@ -32,7 +32,7 @@ from parley.conversations.live import Event
 from parley.conversations.replies import Reply, error_event, message_out
 from parley.conversations.service import ReplyKind
 from parley.errors import AuthenticationFailed, InvalidRequest, ParleyError
-from parley.http.deps import authenticate, org_context, requested_org_id
+from parley.http.deps import connection_context, extract_token
 from parley.kit.ids import new_id
 from parley.principal import OrgContext
 
@@ -40,21 +40,14 @@ COMMANDS: dict[str, ReplyKind] = {"send": "post", "regenerate": "regenerate", "e
 
 
 async def socket_context(ctx: AppContext, ws: WebSocket) -> OrgContext:
-    header = ws.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    token = (value.strip() if scheme.lower() == "bearer" else None) or ws.query_params.get(
-        "access_token"
-    )
+    token = extract_token(ws) or ws.query_params.get("access_token")
     if not token:
         raise AuthenticationFailed(
             "Missing credentials: send 'Authorization: Bearer ...' or ?access_token=.",
             code="missing_credentials",
         )
-    actor, user = await authenticate(ctx, None, token)
-    org_id = requested_org_id(
-        actor, user, ws.headers.get("parley-organization") or ws.query_params.get("org")
-    )
-    return await org_context(ctx, None, actor, org_id, ws.client.host if ws.client else None)
+    org_header = ws.headers.get("parley-organization") or ws.query_params.get("org")
+    return await connection_context(ctx, ws, token, org_header)
 
 
 class ConversationSocket:

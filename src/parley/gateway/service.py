@@ -20,7 +20,7 @@ from parley.gateway.providers.registry import build_provider
 from parley.gateway.router import Attempts, Router, StreamHandle
 from parley.gateway.schemas import ChatCompletionRequest, EmbeddingRequest, validate
 from parley.kit.clock import Clock, utcnow
-from parley.kit.tokens import content_text, count_messages, count_text
+from parley.kit.tokens import content_text, count_messages, count_text, max_prompt_tokens
 from parley.orgs.roles import Action
 from parley.principal import OrgContext
 from parley.usage.quotas import QuotaService, Ticket
@@ -80,10 +80,8 @@ def _check_context(request: Json, spec: ModelSpec) -> int | None:
     """Refuse a prompt that cannot fit; returns the exact prompt size when it was counted."""
     reserve = _max_output(request, spec)
     budget = spec.context_window - reserve
-    # A token is at least one byte, so a prompt of fewer bytes than the budget always fits.
-    size = sum(len(content_text(m.get("content")).encode()) for m in request["messages"])
-    if size + 64 * len(request["messages"]) < budget:
-        return None
+    if max_prompt_tokens(request["messages"]) <= budget:
+        return None  # fits without counting
     prompt = count_messages(request["messages"], spec.name)
     if prompt > budget:
         raise InvalidRequest(

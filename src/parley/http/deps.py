@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from parley.accounts.models import User
 from parley.accounts.service import ClientInfo
@@ -51,7 +52,7 @@ _bearer = HTTPBearer(
 
 
 def extract_token(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = None
+    request: HTTPConnection, credentials: HTTPAuthorizationCredentials | None = None
 ) -> str | None:
     """`Authorization: Bearer ...`, or `x-api-key` as the Anthropic SDK sends it."""
     if credentials is not None and credentials.credentials:
@@ -186,15 +187,23 @@ async def org_from_header(
     return await org_context(ctx, session, actor, org_id, client.ip)
 
 
-async def inference_context(ctx: AppContext, request: Request) -> OrgContext:
-    """The hot path's auth: no dependency graph, and no database round trip for a cached key."""
-    token = extract_token(request)
+async def connection_context(
+    ctx: AppContext, conn: HTTPConnection, token: str | None, org_header: str | None
+) -> OrgContext:
+    """The caller behind `token`, in the org it names or its default; no dependency graph,
+    and no database round trip for a cached key (the hot path and WebSockets use it)."""
     if token is None:
         raise _missing_credentials()
     actor, user = await authenticate(ctx, None, token)
-    org_id = requested_org_id(actor, user, request.headers.get("parley-organization"))
-    ip = request.client.host if request.client else None
+    org_id = requested_org_id(actor, user, org_header)
+    ip = conn.client.host if conn.client else None
     return await org_context(ctx, None, actor, org_id, ip)
+
+
+async def inference_context(ctx: AppContext, request: Request) -> OrgContext:
+    return await connection_context(
+        ctx, request, extract_token(request), request.headers.get("parley-organization")
+    )
 
 
 OrgFromPath = Annotated[OrgContext, Depends(org_from_path)]

@@ -8,6 +8,7 @@ up), which is within ~15% for English text on Claude, Gemini and Llama-family to
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -61,18 +62,29 @@ IMAGE_TOKENS = 765
 
 def count_messages(messages: list[dict[str, Any]], model: str = "") -> int:
     """Prompt tokens of a chat request, with OpenAI's per-message framing overhead."""
+    return _prompt_tokens(messages, lambda text: count_text(text, model))
+
+
+def max_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """An upper bound of count_messages that needs no tokenizer: a token is at least one
+    byte (and the estimate for other models is a quarter of the characters)."""
+    return _prompt_tokens(messages, lambda text: len(text.encode()))
+
+
+def _prompt_tokens(messages: list[dict[str, Any]], count: Callable[[str], int]) -> int:
     total = 3  # every reply is primed with <|start|>assistant<|message|>
     for message in messages:
         total += 3
-        total += count_text(content_text(message.get("content")), model)
         content = message.get("content")
+        text = content_text(content)
+        total += count(text) if text else 0
         if isinstance(content, list):
             total += IMAGE_TOKENS * sum(
                 1 for p in content if isinstance(p, dict) and p.get("type") == "image_url"
             )
         if message.get("name"):
-            total += 1 + count_text(str(message["name"]), model)
+            total += 1 + count(str(message["name"]))
         for call in message.get("tool_calls") or []:
             fn = call.get("function", {})
-            total += 3 + count_text(fn.get("name", "") + fn.get("arguments", ""), model)
+            total += 3 + count(fn.get("name", "") + fn.get("arguments", ""))
     return total

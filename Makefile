@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python bench/http_clients.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/usage_report.py
+	$(BIN)/python bench/metering.py
 
 # ---- Web app (web/): React + TypeScript + Vite, served by `parley serve` at / ----------
 # Versions are pinned in web/package-lock.json; no browser is ever downloaded (Playwright

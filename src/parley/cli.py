@@ -49,6 +49,7 @@ def serve(
             access_log=False,
             loop="uvloop",
             http="httptools",
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
         )
         return
     asgi = create_app(settings)
@@ -61,6 +62,7 @@ def serve(
         access_log=False,
         loop="uvloop",
         http="httptools",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

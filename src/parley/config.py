@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     redis_url: str | None = None
     redis_namespace: str = "parley"
+    # Connections for commands (counters, limits); a request waits this long for a free one.
+    redis_max_connections: int = 64
+    redis_pool_timeout_s: float = 2.0
     secret_key: SecretStr | None = None
     public_url: str = ""
     log_level: str = "INFO"
@@ -26,6 +29,10 @@ class Settings(BaseSettings):
 
     # Request limits
     max_body_bytes: int = 1_048_576
+
+    # On SIGTERM, open requests (SSE streams, WebSockets) get this long to finish before they
+    # are cut (and metered); the usage flush follows. Orchestrators wait 30 s by default.
+    shutdown_grace_s: int = 20
 
     # Tokens and sessions
     access_token_ttl_s: int = 900

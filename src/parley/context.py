@@ -5,6 +5,7 @@ Built once by `create_app` (or the worker) and passed down; nothing lives in mod
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -91,7 +92,7 @@ class AppContext:
         key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
         keys = KeyService(key_cache, key_usage, clock=clock)
-        usage = UsageRecorder(db, flush_s=settings.usage_flush_s)
+        usage = UsageRecorder(db, flush_s=settings.usage_flush_s, data_dir=settings.data_dir)
         quotas = QuotaService(backends.limiter, billing, db, usage, clock=clock)
         usage_reports = UsageService(billing, orgs, usage, clock=clock)
         gateway = GatewayService(gateway_config, usage, quotas, clock=clock)
@@ -136,6 +137,7 @@ class AppContext:
     async def start(self, *, with_worker: bool, with_gateway: bool = True) -> None:
         await self.key_cache.start()
         self.key_usage.start()
+        await self.usage.replay_spilled()  # before any quota counter is rebuilt from the ledger
         self.usage.start()
         await self.billing.start()
         if with_gateway:
@@ -148,16 +150,28 @@ class AppContext:
             self.worker.start()
 
     async def stop(self) -> None:
+        """Each step runs even when an earlier one failed: the replies still running end
+        and are metered before the usage buffer is flushed (or spilled), whatever else broke."""
+        steps: list[Callable[[], Awaitable[None]]] = [
+            self._stop_worker,
+            self.replies.stop_sweeping,
+            self.conversation_hub.stop,
+            self.gateway.stop,
+            self.quotas.drain,
+            self.billing.stop,
+            self.usage.stop,
+            self.key_usage.stop,
+            self.key_cache.stop,
+            self.backends.close,
+            self.db.dispose,
+        ]
+        for step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("parley.stop_step_failed", step=step.__qualname__)
+
+    async def _stop_worker(self) -> None:
         if self.worker is not None:
             await self.worker.stop()
             self.db.jobs_committed = None
-        await self.replies.stop_sweeping()
-        await self.conversation_hub.stop()
-        await self.gateway.stop()
-        await self.quotas.drain()
-        await self.billing.stop()
-        await self.usage.stop()
-        await self.key_usage.stop()
-        await self.key_cache.stop()
-        await self.backends.close()
-        await self.db.dispose()

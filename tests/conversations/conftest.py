@@ -5,6 +5,7 @@ small-window model served by a fake OpenAI-compatible upstream that records ever
 - slow-mock     the same, one word every 50 ms
 - tiny          a 1,024-token window (256 kept for the reply), on the fake upstream, also
                 the model that writes summaries
+- premium-chat  the mock on the premium tier (paid plans only)
 The fake upstream answers summary requests like a careful summarizer would: it keeps every
 line that states a fact (`FACT: ...`), from the earlier summary and from the new messages.
 """
@@ -74,6 +75,10 @@ def conversations_config(upstream_url: str) -> dict[str, Any]:
                 "deployments": [{"provider": "slow", "model": "slow-mock"}],
             },
             "tiny": tiny,
+            "premium-chat": {
+                "tier": "premium",
+                "deployments": [{"provider": "mock", "model": "parley-mock"}],
+            },
         },
         "conversations": {"summary_model": "tiny", "summary_max_tokens": 200},
         "plans": ROOMY_PLANS,

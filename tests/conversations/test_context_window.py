@@ -79,7 +79,7 @@ async def test_hundreds_of_turns_fit_and_early_facts_survive(
     # Summaries are metered, but are not messages of the quota.
     events = await usage_events(app, owner.org_id)
     assert sum(e.endpoint == "conversation.summary" for e in events) == len(summaries)
-    assert sum(e.counted for e in events) == TURNS
+    assert sum(e.messages for e in events) == TURNS
 
 
 async def test_truncate_drops_the_oldest_turns_without_summaries(

@@ -80,7 +80,7 @@ async def test_two_exchanges_build_a_chained_branch_and_meter_usage(
             await session.scalars(select(UsageEvent).where(UsageEvent.org_id == owner.org_id))
         )
     assert len(events) == 2
-    assert all(e.counted and e.status == "ok" and e.model == MODEL for e in events)
+    assert all(e.messages == 1 and e.status == "ok" and e.model == MODEL for e in events)
     assert all(e.user_id == owner.user_id for e in events)
     # The second exchange carried the first as context: its prompt is longer.
     assert sorted(e.prompt_tokens for e in events)[1] == reply["prompt_tokens"]

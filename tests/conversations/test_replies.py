@@ -125,8 +125,8 @@ async def test_a_streamed_reply_arrives_as_events_and_is_stored(
     assert got.json()["title"] == "Tell me about tides"
 
     events_ledger = await usage_events(app, owner.org_id)
-    assert [(e.endpoint, e.status, e.counted, e.stream) for e in events_ledger] == [
-        ("conversation", "ok", True, True)
+    assert [(e.endpoint, e.status, e.messages, e.stream) for e in events_ledger] == [
+        ("conversation", "ok", 1, True)
     ]
 
 
@@ -293,6 +293,9 @@ async def test_cancel_keeps_the_partial_reply_and_meters_it(
     [event] = await usage_events(app, owner.org_id)
     assert event.status == "cancelled"
     assert event.completion_tokens > 0
+    # Stopped after its text began to arrive: a message served, with what was generated.
+    assert event.messages == 1
+    assert (await summary(client, owner))["messages"]["used"] == 1
 
     # Nothing is running now.
     again = await client.post(f"/v1/conversations/{conv['id']}/cancel", headers=owner.headers)
@@ -318,6 +321,8 @@ async def test_closing_the_stream_stops_the_reply(client: httpx.AsyncClient, app
     assert last["status"] == "cancelled"
     assert LONG_REPLY.startswith(last["content"])
     assert len(last["content"]) < len(LONG_REPLY)
+    [event] = await usage_events(app, owner.org_id)
+    assert (event.status, event.messages) == ("cancelled", 1), "its words reached the client"
 
 
 async def test_a_broken_upstream_stream_keeps_what_arrived(

@@ -7,6 +7,8 @@ The config written here keeps the seeded plans as they are unless a test overrid
 - priced-mock   basic tier, 1,000 USD per million tokens (1,000 micro-USD a token)
 - premium-mock  premium tier (paid plans only)
 - broken        its only deployment is an openai-compatible server where nothing listens
+- slow-mock     parley-mock answering after a second (a call still running)
+- embed-mock    an embedding model (calls that are not messages)
 
 The recorder flushes only when a test says so (or the app stops), so what a test reads from
 the ledger is exactly what it wrote.
@@ -35,6 +37,8 @@ MOCK = "parley-mock"
 PRICED = "priced-mock"
 PREMIUM = "premium-mock"
 BROKEN = "broken"
+SLOW = "slow-mock"
+EMBED = "embed-mock"
 MICROS_PER_TOKEN = 1_000  # priced-mock: 1,000 USD per million tokens
 
 
@@ -51,6 +55,7 @@ def usage_config(plans: dict[str, dict[str, Any]], dead_url: str) -> dict[str, A
         "providers": {
             "mock": {"type": "mock"},
             "dead": {"type": "openai", "base_url": dead_url, "api_key": "sk-dead", "timeout_s": 1},
+            "slow": {"type": "mock", "options": {"delay_s": 1.0}},
         },
         "models": {
             MOCK: {"tier": "basic", "deployments": mock},
@@ -64,6 +69,8 @@ def usage_config(plans: dict[str, dict[str, Any]], dead_url: str) -> dict[str, A
                 "tier": "basic",
                 "deployments": [{"provider": "dead", "model": "gone", "max_retries": 0}],
             },
+            SLOW: {"tier": "basic", "deployments": [{"provider": "slow", "model": "parley-mock"}]},
+            EMBED: {"kind": "embedding", "deployments": mock},
         },
         "plans": plans,
         "gateway": {"deadline_s": 5, "retry": {"base_delay_s": 0.01, "max_delay_s": 0.02}},

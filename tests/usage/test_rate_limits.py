@@ -66,7 +66,7 @@ async def test_an_api_key_may_have_a_lower_rate_than_its_plan(
 async def test_every_inference_response_carries_its_rate_limits(
     app: FastAPI, client: httpx.AsyncClient, account: Account, secret: str
 ) -> None:
-    await set_plan(app, account.org_id, "custom", rpm=10, tpm=10_000)
+    await set_plan(app, account.org_id, "custom", rpm=10, tpm=100_000)
     caps = await client.patch(
         "/v1/billing/subscription",
         json={"message_cap": 5},
@@ -74,24 +74,26 @@ async def test_every_inference_response_carries_its_rate_limits(
     )
     assert caps.status_code == 200, caps.text
 
-    responses = [await chat(client, secret) for _ in range(2)]
+    # Each asks for one token: its reservation is below what it uses, so every call lowers
+    # what remains, even once the ones before it are settled.
+    responses = [await chat(client, secret, max_tokens=1) for _ in range(2)]
     async with client.stream(
         "POST",
         "/v1/chat/completions",
         json={"model": "parley-mock", "messages": [{"role": "user", "content": "Hi"}]}
-        | {"stream": True},
+        | {"stream": True, "max_tokens": 1},
         headers={"Authorization": f"Bearer {secret}"},
     ) as streamed:
         assert streamed.status_code == 200
         await streamed.aread()
     responses.append(streamed)
     # A person's token: the limits are the organisation's (not the message cap of 5).
-    responses.append(await chat(client, account.access_token, org_id=account.org_id))
+    responses.append(await chat(client, account.access_token, org_id=account.org_id, max_tokens=1))
 
     requests = [limit_headers(r, "requests") for r in responses]
     assert [(limit, left) for limit, left, _ in requests] == [(10, 9), (10, 8), (10, 7), (10, 6)]
     tokens = [limit_headers(r, "tokens") for r in responses]
-    assert {limit for limit, _, _ in tokens} == {10_000}
+    assert {limit for limit, _, _ in tokens} == {100_000}
     left = [remaining for _, remaining, _ in tokens]
     assert left == sorted(set(left), reverse=True), "remaining goes down with every call"
     for _, _, reset in requests + tokens:

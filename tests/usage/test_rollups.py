@@ -22,7 +22,8 @@ def _event(i: int, at: datetime, rng: random.Random) -> dict[str, Any]:
         "completion_tokens": completion, "reasoning_tokens": 0,
         "total_tokens": prompt + completion, "cost_micros": prompt * 3 + completion,
         "currency": "USD", "latency_ms": 1, "ttft_ms": None, "status": "ok",
-        "error_type": None, "counted": rng.random() < 0.8, "overage": rng.random() < 0.1,
+        "error_type": None, "messages": rng.choice([0, 1, 1, 2]),
+        "overage_messages": rng.choice([0, 0, 0, 1]),
         "created_at": at,
     }  # fmt: skip
 
@@ -61,7 +62,12 @@ async def test_rollups_and_events_agree_on_any_range(database_url: str) -> None:
                 want: dict[str | None, tuple[int, int, int, int]] = {}
                 for e in inside:
                     r, m, c, o = want.get(e[key], (0, 0, 0, 0))
-                    want[e[key]] = (r + 1, m + e["counted"], c + e["cost_micros"], o + e["overage"])
+                    want[e[key]] = (
+                        r + 1,
+                        m + e["messages"],
+                        c + e["cost_micros"],
+                        o + e["overage_messages"],
+                    )
                 assert got == want, (start, end, group_by)
             async with db.session() as session:
                 days = await repository.report(

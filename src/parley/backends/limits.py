@@ -2,13 +2,15 @@
 
 In-process for the embedded default; Redis (one Lua call, one round trip) when configured,
 so several Parley processes share exact limits. When Redis is unreachable the resilient
-wrapper falls back to per-process counting, logs it, and returns to Redis when it can.
+wrapper keeps rate limits (requests and tokens per minute) per process, but refuses to
+admit against the period's quotas: N processes counting apart would allow N times the
+plan. It returns to Redis as soon as Redis answers again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import structlog
@@ -18,6 +20,10 @@ from redis.exceptions import RedisError
 log = structlog.get_logger("parley.limits")
 
 MISSING = -2  # a counter that must exist (rebuilt from the ledger) does not
+
+
+class BackendUnavailable(Exception):
+    """The shared counters cannot be reached, so quotas cannot be checked exactly."""
 
 
 # Named tuples: several are built for every inference request, and they cost the least.
@@ -41,6 +47,9 @@ class Adjustment(NamedTuple):
     key: str
     delta: int
     ttl_s: int
+    # A missing windowed counter starts at a positive delta; a missing quota counter is left
+    # alone, to be rebuilt whole from the ledger (a delta alone would pass for the total).
+    create: bool = True
 
 
 class Limiter(Protocol):
@@ -54,6 +63,10 @@ class Limiter(Protocol):
 
     async def seed(self, key: str, value: int, ttl_s: int) -> None:
         """Set a missing counter (rebuilt from the ledger); an existing one is kept."""
+        ...
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        """Drop counters, so that the next admission rebuilds them from the ledger."""
         ...
 
     async def close(self) -> None: ...
@@ -105,14 +118,14 @@ class MemoryLimiter:
         self._adjust(key, delta, ttl_s)
 
     async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
-        for key, delta, ttl_s in adjustments:
-            self._adjust(key, delta, ttl_s)
+        for key, delta, ttl_s, create in adjustments:
+            self._adjust(key, delta, ttl_s, create)
 
-    def _adjust(self, key: str, delta: int, ttl_s: int) -> None:
+    def _adjust(self, key: str, delta: int, ttl_s: int, create: bool = True) -> None:
         now = time.monotonic()
         entry = self._get(key, now)
         if entry is None:
-            if delta > 0:
+            if delta > 0 and create:
                 self._data[key] = (delta, now + ttl_s)
             return
         self._data[key] = (max(0, entry[0] + delta), entry[1])
@@ -120,6 +133,10 @@ class MemoryLimiter:
     async def seed(self, key: str, value: int, ttl_s: int) -> None:
         if self._get(key, time.monotonic()) is None:
             self._data[key] = (value, time.monotonic() + ttl_s)
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._data.pop(key, None)
 
     def _sweep(self, now: float) -> None:
         for key in [k for k, (_, exp) in self._data.items() if exp <= now]:
@@ -166,7 +183,7 @@ return {0, 0, values, ttls}
 
 _ADJUST = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  if tonumber(ARGV[1]) > 0 then
+  if tonumber(ARGV[1]) > 0 and ARGV[3] == '1' then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   end
   return 0
@@ -198,29 +215,35 @@ class RedisLimiter:
         return Admission(False, int(index) - 1, status == MISSING, tuple(found), tuple(resets))
 
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
-        await self._adjust(keys=[self.prefix + key], args=[delta, ttl_s * 1000])
+        await self._adjust(keys=[self.prefix + key], args=[delta, ttl_s * 1000, 1])
 
     async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
         if not adjustments:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key, delta, ttl_s in adjustments:
+            for key, delta, ttl_s, create in adjustments:
                 await self._adjust(
-                    keys=[self.prefix + key], args=[delta, ttl_s * 1000], client=pipe
+                    keys=[self.prefix + key], args=[delta, ttl_s * 1000, int(create)], client=pipe
                 )
             await pipe.execute()
 
     async def seed(self, key: str, value: int, ttl_s: int) -> None:
         await self.redis.set(self.prefix + key, value, px=ttl_s * 1000, nx=True)
 
+    async def forget(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self.redis.delete(*(self.prefix + key for key in keys))
+
     async def close(self) -> None:
         return None
 
 
 class ResilientLimiter:
-    """Redis first; per-process counting while Redis is unreachable, with a warning."""
+    """Redis first. While Redis is unreachable, rate-limit counters are kept per process
+    (with a warning), and anything that needs a quota counter raises BackendUnavailable:
+    the caller refuses the request rather than let each process count the quota apart."""
 
-    def __init__(self, primary: RedisLimiter, *, retry_after_s: float = 5.0) -> None:
+    def __init__(self, primary: RedisLimiter, *, retry_after_s: float = 1.0) -> None:
         self.primary = primary
         self.fallback = MemoryLimiter()
         self.retry_after_s = retry_after_s
@@ -235,7 +258,7 @@ class ResilientLimiter:
 
     def _failed(self, exc: Exception) -> None:
         if self._down_since is None:
-            log.warning("limits.redis_unreachable_using_local_counters", error=type(exc).__name__)
+            log.warning("limits.redis_unreachable", error=type(exc).__name__)
         self._down_since = time.monotonic()
 
     def _recovered(self) -> None:
@@ -252,37 +275,43 @@ class ResilientLimiter:
             else:
                 self._recovered()
                 return result
+        if any(c.must_exist for c in counters):
+            raise BackendUnavailable("Redis is unreachable")
         return await self.fallback.admit(counters)
 
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
-        if self._use_primary():
-            try:
-                await self.primary.adjust(key, delta, ttl_s)
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-            else:
-                return
-        await self.fallback.adjust(key, delta, ttl_s)
+        await self.adjust_many([Adjustment(key, delta, ttl_s)])
 
     async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
+        """On failure the rate counters are corrected here; the quota corrections cannot be
+        made, which BackendUnavailable tells the caller (so it can have them rebuilt)."""
         if self._use_primary():
             try:
                 await self.primary.adjust_many(adjustments)
             except (RedisError, OSError) as exc:
                 self._failed(exc)
             else:
+                self._recovered()
                 return
-        await self.fallback.adjust_many(adjustments)
+        await self.fallback.adjust_many([a for a in adjustments if a.create])
+        if any(not a.create for a in adjustments):
+            raise BackendUnavailable("Redis is unreachable")
+
+    async def _primary(self, call: Callable[[], Awaitable[None]]) -> None:
+        if not self._use_primary():
+            raise BackendUnavailable("Redis is unreachable")
+        try:
+            await call()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            raise BackendUnavailable("Redis is unreachable") from exc
+        self._recovered()
 
     async def seed(self, key: str, value: int, ttl_s: int) -> None:
-        if self._use_primary():
-            try:
-                await self.primary.seed(key, value, ttl_s)
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-            else:
-                return
-        await self.fallback.seed(key, value, ttl_s)
+        await self._primary(lambda: self.primary.seed(key, value, ttl_s))
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        await self._primary(lambda: self.primary.forget(keys))
 
     async def close(self) -> None:
         await self.fallback.close()

@@ -22,7 +22,7 @@ from parley.conversations.schemas import (
     PostMessageRequest,
     RegenerateRequest,
 )
-from parley.conversations.service import ReplyPlan
+from parley.conversations.service import ReplyDraft
 from parley.conversations.socket import ConversationSocket
 from parley.gateway.sse import encode_event
 from parley.http.deps import (
@@ -212,14 +212,14 @@ async def export_conversation(
 
 
 async def _answer(
-    request: Request, ctx: AppContext, org: OrgContext, plan: ReplyPlan, *, stream: bool
+    request: Request, ctx: AppContext, org: OrgContext, draft: ReplyDraft, *, stream: bool
 ) -> Response:
-    reply = await ctx.replies.start(org, request.state.request_id, plan, listen=stream)
+    reply = await ctx.replies.start(org, request.state.request_id, draft, listen=stream)
     if stream:
         return _sse(reply)
     assistant = await reply.task
     exchange = ExchangeOut(
-        conversation_id=plan.conversation_id,
+        conversation_id=draft.conversation_id,
         user_message=reply.user_message,
         assistant_message=assistant,
     )
@@ -249,10 +249,10 @@ async def post_message(
 ) -> Response:
     # No unit of work spans the model's reply: it is stored in short ones before and after.
     org = await inference_context(ctx, request)
-    plan = await ctx.conversations.plan_reply(
+    draft = await ctx.conversations.draft_reply(
         org, conversation_id, kind="post", content=body.content, model=body.model
     )
-    return await _answer(request, ctx, org, plan, stream=body.stream)
+    return await _answer(request, ctx, org, draft, stream=body.stream)
 
 
 @router.post(
@@ -264,10 +264,10 @@ async def regenerate(
     conversation_id: str, message_id: str, body: RegenerateRequest, request: Request, ctx: Ctx
 ) -> Response:
     org = await inference_context(ctx, request)
-    plan = await ctx.conversations.plan_reply(
+    draft = await ctx.conversations.draft_reply(
         org, conversation_id, kind="regenerate", message_id=message_id, model=body.model
     )
-    return await _answer(request, ctx, org, plan, stream=body.stream)
+    return await _answer(request, ctx, org, draft, stream=body.stream)
 
 
 @router.post(
@@ -279,7 +279,7 @@ async def edit_message(
     conversation_id: str, message_id: str, body: EditMessageRequest, request: Request, ctx: Ctx
 ) -> Response:
     org = await inference_context(ctx, request)
-    plan = await ctx.conversations.plan_reply(
+    draft = await ctx.conversations.draft_reply(
         org,
         conversation_id,
         kind="edit",
@@ -287,7 +287,7 @@ async def edit_message(
         content=body.content,
         model=body.model,
     )
-    return await _answer(request, ctx, org, plan, stream=body.stream)
+    return await _answer(request, ctx, org, draft, stream=body.stream)
 
 
 @router.post(

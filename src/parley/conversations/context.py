@@ -198,8 +198,14 @@ class ContextBuilder:
                 "max_tokens": reply_tokens,
                 "temperature": 0,
             }
-            done = await self.gateway.chat(
-                ctx, new_id("req"), body, spec, endpoint="conversation.summary"
+            # Admitted like any call (rates, plan tier, spending cap), but not a message.
+            done = await self.gateway.complete(
+                ctx,
+                new_id("req"),
+                body,
+                spec,
+                endpoint="conversation.summary",
+                counts_message=False,
             )
             choice = (done.body.get("choices") or [{}])[0]
             text = content_text((choice.get("message") or {}).get("content")).strip()

@@ -30,7 +30,7 @@ from parley.conversations import repository
 from parley.conversations.live import ConversationHub, Event
 from parley.conversations.models import ConversationSummary, Message
 from parley.conversations.schemas import MessageOut
-from parley.conversations.service import ConversationService, ReplyPlan
+from parley.conversations.service import ConversationService, ReplyDraft, ReplyPlan
 from parley.errors import NotFound, ParleyError
 from parley.gateway.errors import StreamInterrupted
 from parley.gateway.providers.base import Json
@@ -130,14 +130,16 @@ class ReplyRunner:
     # --- a reply ---------------------------------------------------------------------------
 
     async def start(
-        self, ctx: OrgContext, request_id: str, plan: ReplyPlan, *, listen: bool
+        self, ctx: OrgContext, request_id: str, draft: ReplyDraft, *, listen: bool
     ) -> Reply:
-        """Admit, open the upstream stream, store the messages; the reply then streams on
-        in a task of its own. `listen`: keep this reply's events for the caller."""
-        body = {**plan.body, "stream": True, "stream_options": {"include_usage": True}}
-        await self.gateway.admit(ctx, request_id, plan.spec, body, counts_message=True)
+        """Admit, build the context, open the upstream stream, store the messages; the reply
+        then streams on in a task of its own. `listen`: keep this reply's events for the
+        caller. Admission comes first, so a refused reply costs no summary call."""
+        await self.gateway.admit(ctx, request_id, draft.spec, draft.estimate(), counts_message=True)
         started = time.perf_counter()
         try:
+            plan = await self.conversations.plan_reply(ctx, draft)
+            body = {**plan.body, "stream": True, "stream_options": {"include_usage": True}}
             _, chunks = await self.gateway.open_stream(
                 ctx, request_id, body, plan.spec, endpoint="conversation"
             )

@@ -32,6 +32,33 @@ TITLE_CHARS = 60
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyDraft:
+    """A reply checked and placed in its conversation, before any model is called: it is
+    admitted against the quotas first, and only then is its context built (which may call
+    the summary model)."""
+
+    conversation_id: str
+    user: Turn  # the message being answered
+    user_parent_id: str | None
+    store_user: bool  # a new message (post, edit), or one already stored (regenerate)
+    title: str | None  # a title for a conversation that has none yet
+    spec: ModelSpec
+    system_prompt: str | None
+    history: list[Turn]
+    summary: Summary | None
+    strategy: Strategy
+
+    def estimate(self) -> Json:
+        """The request as admission sizes it: the whole branch (the estimate caps it at the
+        window) and the reply's reserve."""
+        turns = [*self.history, self.user]
+        messages = [{"role": t.role, "content": t.content} for t in turns]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return {"messages": messages, "max_tokens": self.spec.reply_reserve}
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyPlan:
     """Everything decided before the model is called; nothing is stored yet."""
 
@@ -125,10 +152,12 @@ class ConversationService:
 
     # --- conversations -------------------------------------------------------------------
 
-    def _check_model(self, ctx: OrgContext, model: str | None) -> str | None:
+    async def _check_model(
+        self, session: AsyncSession, ctx: OrgContext, model: str | None
+    ) -> str | None:
         if model is None:
             return None
-        return self.gateway.model(ctx, model, kind="chat").name
+        return (await self.gateway.plan_model(ctx, model, session=session)).name
 
     async def create(
         self,
@@ -148,7 +177,7 @@ class ConversationService:
             org_id=ctx.org_id,
             created_by=ctx.actor.id,
             title=title.strip() if title and title.strip() else None,
-            model=self._check_model(ctx, model),
+            model=await self._check_model(session, ctx, model),
             system_prompt=system_prompt or None,
             metadata_=metadata,
             context_strategy=context_strategy,
@@ -207,7 +236,7 @@ class ConversationService:
         if "system_prompt" in changes:
             conversation.system_prompt = changes["system_prompt"] or None
         if "model" in changes:
-            conversation.model = self._check_model(ctx, changes["model"])
+            conversation.model = await self._check_model(session, ctx, changes["model"])
         if "metadata" in changes:
             conversation.metadata_ = changes["metadata"] or {}
         if changes.get("context_strategy"):
@@ -252,7 +281,7 @@ class ConversationService:
         tree = await self._tree(session, conversation)
         return [(m, tree.siblings(m)) for m in tree.branch(conversation.current_leaf_id)]
 
-    async def plan_reply(
+    async def draft_reply(
         self,
         ctx: OrgContext,
         conversation_id: str,
@@ -261,8 +290,8 @@ class ConversationService:
         content: str | None = None,
         message_id: str | None = None,
         model: str | None = None,
-    ) -> ReplyPlan:
-        """Check the request and build the model's context within its window.
+    ) -> ReplyDraft:
+        """Check the request and place the reply; no model is called yet.
 
         post: a new message after the current leaf; edit: a new version of user message
         `message_id` (a sibling of it); regenerate: another reply to the user message
@@ -313,7 +342,7 @@ class ConversationService:
                 code="model_required",
                 param="model",
             )
-        spec = self.gateway.model(ctx, name, kind="chat")
+        spec = await self.gateway.plan_model(ctx, name)
         history = [Turn(m.id, m.role, m.content) for m in tree.branch(parent_id) if m.content]
         on_branch = {t.id for t in history}
         summary = next(
@@ -324,26 +353,46 @@ class ConversationService:
             ),
             None,
         )
-        context = await self.context.build(
-            ctx,
-            spec,
-            system_prompt=conversation.system_prompt,
-            history=history,
-            latest=user,
-            summary=summary,
-            strategy="truncate" if conversation.context_strategy == "truncate" else "summarize",
-        )
-        body, spec, _ = self.gateway.prepare_chat(
-            ctx,
-            {"model": spec.name, "messages": context.messages, "max_tokens": context.max_tokens},
-            action=Action.CONVERSATIONS,
-        )
-        return ReplyPlan(
+        return ReplyDraft(
             conversation_id=conversation.id,
             user=user,
             user_parent_id=parent_id,
             store_user=kind != "regenerate",
             title=make_title(user.content) if conversation.title is None else None,
+            spec=spec,
+            system_prompt=conversation.system_prompt,
+            history=history,
+            summary=summary,
+            strategy="truncate" if conversation.context_strategy == "truncate" else "summarize",
+        )
+
+    async def plan_reply(self, ctx: OrgContext, draft: ReplyDraft) -> ReplyPlan:
+        """Build the model's context within its window (for an admitted reply: summarizing
+        older messages calls a model)."""
+        context = await self.context.build(
+            ctx,
+            draft.spec,
+            system_prompt=draft.system_prompt,
+            history=draft.history,
+            latest=draft.user,
+            summary=draft.summary,
+            strategy=draft.strategy,
+        )
+        body, spec, _ = self.gateway.prepare_chat(
+            ctx,
+            {
+                "model": draft.spec.name,
+                "messages": context.messages,
+                "max_tokens": context.max_tokens,
+            },
+            action=Action.CONVERSATIONS,
+        )
+        return ReplyPlan(
+            conversation_id=draft.conversation_id,
+            user=draft.user,
+            user_parent_id=draft.user_parent_id,
+            store_user=draft.store_user,
+            title=draft.title,
             body=body,
             spec=spec,
             context=context,

@@ -195,7 +195,7 @@ class ConversationSocket:
                 raise _bad("message_id must be a message id.", param="message_id")
             if model is not None and not isinstance(model, str):
                 raise _bad("model must be a string.", param="model")
-            plan = await self.ctx.conversations.plan_reply(
+            draft = await self.ctx.conversations.draft_reply(
                 org,
                 self.conversation_id,
                 kind=kind,
@@ -203,7 +203,7 @@ class ConversationSocket:
                 message_id=message_id,
                 model=model,
             )
-            reply = await self.ctx.replies.start(org, new_id("req"), plan, listen=False)
+            reply = await self.ctx.replies.start(org, new_id("req"), draft, listen=False)
             self.replies.append(reply)
         except ParleyError as exc:
             await self.send(error_event(exc))

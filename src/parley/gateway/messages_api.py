@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from parley.errors import InvalidRequest, ParleyError
 from parley.gateway.anthropic_format import (
@@ -20,22 +20,15 @@ from parley.gateway.anthropic_format import (
     openai_chunks_to_anthropic_events,
     openai_to_anthropic_response,
 )
-from parley.gateway.api import (
-    INFERENCE_ERRORS,
-    SECURITY,
-    _ctx,
-    inference_headers,
-    json_response,
-    read_json,
-    until_disconnect,
-)
+from parley.gateway.api import INFERENCE_ERRORS, SECURITY
 from parley.gateway.catalog import ModelSpec
 from parley.gateway.errors import StreamInterrupted
+from parley.gateway.pipeline import app_of, read_json, serve_chat, stream_broke_off
+from parley.gateway.providers.base import Json
 from parley.gateway.schemas import validate
 from parley.gateway.sse import encode_event
 from parley.http.deps import inference_context
 from parley.http.errors import error_responses
-from parley.principal import OrgContext
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 
@@ -116,66 +109,35 @@ async def messages(request: Request) -> Response:
 
 
 async def _messages(request: Request) -> Response:
-    ctx = _ctx(request)
-    org = await inference_context(ctx, request)
+    app = app_of(request)
+    org = await inference_context(app, request)
     body = await read_json(request)
     validate(MessagesRequest, body)
     try:
         chat_request = anthropic_to_openai_request(body)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
-    chat_request, spec, _ = ctx.gateway.prepare_chat(org, chat_request)
-    request_id: str = request.state.request_id
-    ticket = await ctx.gateway.admit(org, request_id, spec, chat_request, counts_message=True)
-    try:
-        return await _answer(request, org, body, chat_request, spec, request_id, ticket.headers)
-    except BaseException:
-        ctx.gateway.release(request_id)  # a no-op once the usage was recorded
-        raise
+    chat_request, spec, _ = app.gateway.prepare_chat(org, chat_request)
+    return await serve_chat(request, org, chat_request, spec, ANTHROPIC, endpoint="messages")
 
 
-async def _answer(
-    request: Request,
-    org: OrgContext,
-    body: dict[str, Any],
-    chat_request: dict[str, Any],
-    spec: ModelSpec,
-    request_id: str,
-    limit_headers: dict[str, str],
-) -> Response:
-    ctx = _ctx(request)
-    if body.get("stream"):
-        handle, chunks = await until_disconnect(
-            request,
-            ctx.gateway.open_stream(org, request_id, chat_request, spec, endpoint="messages"),
-        )
+class AnthropicShape:
+    """Anthropic's Messages API, translated from the internal (OpenAI) shape."""
 
-        async def events() -> AsyncIterator[bytes]:
-            try:
-                async for event, data in openai_chunks_to_anthropic_events(chunks, spec.name):
-                    yield encode_event(event, data)
-            except StreamInterrupted as exc:
-                yield encode_event(
-                    "error",
-                    {
-                        "type": "error",
-                        "error": {
-                            "type": "api_error",
-                            "message": f"The provider broke off the reply: {exc.cause.message}",
-                        },
-                    },
-                )
+    def body(self, completion: Json, spec: ModelSpec) -> Json:
+        return openai_to_anthropic_response(completion, spec.name)
 
-        headers = {
-            **inference_headers(spec, handle.attempts),
-            **limit_headers,
-            "cache-control": "no-cache",
-        }
-        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
-    done = await until_disconnect(
-        request, ctx.gateway.chat(org, request_id, chat_request, spec, endpoint="messages")
-    )
-    return json_response(
-        openai_to_anthropic_response(done.body, spec.name),
-        {**inference_headers(spec, done.attempts), **limit_headers},
-    )
+    async def events(self, chunks: AsyncIterator[Json], spec: ModelSpec) -> AsyncIterator[bytes]:
+        async for event, data in openai_chunks_to_anthropic_events(chunks, spec.name):
+            yield encode_event(event, data)
+
+    def interrupted(self, exc: StreamInterrupted) -> bytes:
+        error = stream_broke_off(exc)
+        inner = {"type": error["type"], "message": error["message"]}
+        return encode_event("error", {"type": "error", "error": inner})
+
+    def end(self) -> bytes:
+        return b""  # message_stop is the translation's last event
+
+
+ANTHROPIC = AnthropicShape()

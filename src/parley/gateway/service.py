@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.errors import InvalidRequest, NotFound, ParleyError
 from parley.gateway.catalog import ModelCatalog, ModelSpec
@@ -20,7 +21,7 @@ from parley.gateway.providers.registry import build_provider
 from parley.gateway.router import Attempts, Router, StreamHandle
 from parley.gateway.schemas import ChatCompletionRequest, EmbeddingRequest, validate
 from parley.kit.clock import Clock, utcnow
-from parley.kit.tokens import content_text, count_messages, count_text, max_prompt_tokens
+from parley.kit.tokens import content_text, count_request, count_text, max_request_tokens
 from parley.orgs.roles import Action
 from parley.principal import OrgContext
 from parley.usage.quotas import QuotaService, Ticket
@@ -46,6 +47,8 @@ class Metering:
     reasoning_tokens: int = 0
     reported: bool = False  # the upstream said; otherwise counted offline
     text: list[str] = field(default_factory=list)
+    # Choices whose content reached the caller: each is a message served, however it ends.
+    delivered: set[int] = field(default_factory=set)
 
     def take_usage(self, usage: Json | None) -> None:
         if not usage:
@@ -56,12 +59,32 @@ class Metering:
         details = usage.get("completion_tokens_details") or {}
         self.reasoning_tokens = int(details.get("reasoning_tokens") or 0)
 
+    def take_chunk(self, chunk: Json) -> set[int]:
+        """Keep a chunk's output for offline counting; the choices it carries output for."""
+        wrote: set[int] = set()
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            before = len(self.text)
+            for name in ("content", "refusal", "reasoning_content"):
+                if delta.get(name):
+                    self.text.append(delta[name])
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function") or {}
+                self.text.append((function.get("name") or "") + (function.get("arguments") or ""))
+            if len(self.text) > before:
+                wrote.add(int(choice.get("index") or 0))
+        return wrote
 
-def _estimate_tokens(request: Json) -> int:
-    """What a request may use, for tokens-per-minute before the real count is known."""
-    text = request.get("messages") or request.get("input") or ""
-    size = len(orjson.dumps(text)) // 4
-    return size + int(request.get("max_completion_tokens") or request.get("max_tokens") or 0)
+
+def _estimate_tokens(request: Json, spec: ModelSpec) -> int:
+    """What a request may use, for tokens per minute before the real count is known: its
+    prompt (capped by the window) and every choice's longest reply."""
+    if "messages" not in request:  # embeddings
+        return len(orjson.dumps(request.get("input") or "")) // 4
+    prompt = (len(orjson.dumps(request["messages"])) + len(orjson.dumps(request.get("tools")))) // 4
+    reply = request.get("max_completion_tokens") or request.get("max_tokens")
+    choices = int(request.get("n") or 1)
+    return min(prompt, spec.context_window) + choices * int(reply or spec.max_output_tokens)
 
 
 def _max_output(request: Json, spec: ModelSpec) -> int:
@@ -80,9 +103,9 @@ def _check_context(request: Json, spec: ModelSpec) -> int | None:
     """Refuse a prompt that cannot fit; returns the exact prompt size when it was counted."""
     reserve = _max_output(request, spec)
     budget = spec.context_window - reserve
-    if max_prompt_tokens(request["messages"]) <= budget:
+    if max_request_tokens(request) <= budget:
         return None  # fits without counting
-    prompt = count_messages(request["messages"], spec.name)
+    prompt = count_request(request, spec.name)
     if prompt > budget:
         raise InvalidRequest(
             f"This model's maximum context length is {spec.context_window} tokens. Your "
@@ -140,7 +163,15 @@ class GatewayService:
             models=sorted(m.name for m in self.catalog.all()),
         )
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain_s: float = 5.0) -> None:
+        # Calls cut short by a shutdown record their usage as they unwind: let them, so the
+        # flush that follows has every event.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while self._tickets and loop.time() < deadline:  # noqa: ASYNC110 - only at shutdown
+            await asyncio.sleep(0.01)
+        if self._tickets:
+            log.warning("gateway.calls_still_running_at_stop", calls=len(self._tickets))
         for provider in self.providers.values():
             try:
                 await provider.close()
@@ -149,35 +180,13 @@ class GatewayService:
 
     # --- models --------------------------------------------------------------------------
 
-    async def models_for(self, ctx: OrgContext) -> list[ModelSpec]:
+    async def models_for(self, org: OrgContext) -> list[ModelSpec]:
         """The models the organisation's plan includes."""
-        limits = await self.quotas.billing.limits(ctx.org_id)
+        limits = await self.quotas.billing.limits(org.org_id)
         tiers = limits.limits.model_tiers
         return [m for m in self.catalog.all() if m.tier in tiers]
 
-    # --- quotas and rate limits ----------------------------------------------------------
-
-    async def admit(
-        self, ctx: OrgContext, request_id: str, spec: ModelSpec, body: Json, *, counts_message: bool
-    ) -> Ticket:
-        """Take the request's share of every limit before any provider is called."""
-        ticket = await self.quotas.admit(
-            ctx,
-            model=spec.name,
-            tier=spec.tier,
-            estimate_tokens=_estimate_tokens(body),
-            counts_message=counts_message,
-        )
-        self._tickets[request_id] = ticket
-        return ticket
-
-    def release(self, request_id: str) -> None:
-        """The request ended before reaching a provider: give back what it took."""
-        ticket = self._tickets.pop(request_id, None)
-        if ticket is not None:
-            self.quotas.settle_later(ticket, ok=False, total_tokens=0, cost_micros=0)
-
-    def model(self, ctx: OrgContext, name: str, *, kind: str) -> ModelSpec:
+    def model(self, org: OrgContext, name: str, *, kind: str) -> ModelSpec:
         spec = self.catalog.resolve(name)
         if spec is None:
             raise NotFound(
@@ -195,22 +204,71 @@ class GatewayService:
             )
         return spec
 
+    async def plan_model(
+        self, org: OrgContext, name: str, *, session: AsyncSession | None = None
+    ) -> ModelSpec:
+        """A chat model chosen ahead of any call (a conversation's): it must exist, and the
+        plan must include it (the same 403 as a call to it gets)."""
+        spec = self.model(org, name, kind="chat")
+        await self.quotas.require_model(org, spec.name, spec.tier, session)
+        return spec
+
+    # --- quotas and rate limits ----------------------------------------------------------
+
+    async def admit(
+        self, org: OrgContext, request_id: str, spec: ModelSpec, body: Json, *, counts_message: bool
+    ) -> Ticket:
+        """Take the request's share of every limit before any provider is called. A chat
+        reply with `n` choices takes `n` messages; other calls take none."""
+        ticket = await self.quotas.admit(
+            org,
+            model=spec.name,
+            tier=spec.tier,
+            estimate_tokens=_estimate_tokens(body, spec),
+            messages=int(body.get("n") or 1) if counts_message else 0,
+        )
+        self._tickets[request_id] = ticket
+        return ticket
+
+    def release(self, request_id: str) -> None:
+        """The request ended before reaching a provider: give back what it took."""
+        ticket = self._tickets.pop(request_id, None)
+        if ticket is not None:
+            self.quotas.settle_later(ticket, served=0, total_tokens=0, cost_micros=0)
+
     # --- chat ----------------------------------------------------------------------------
 
     def prepare_chat(
-        self, ctx: OrgContext, body: Any, *, action: Action = Action.INFERENCE
+        self, org: OrgContext, body: Any, *, action: Action = Action.INFERENCE
     ) -> tuple[Json, ModelSpec, int | None]:
         """Validate a chat request for a caller allowed `action` (conversations reply through
         here on their owner's behalf)."""
-        ctx.require(action)
+        org.require(action)
         validate(ChatCompletionRequest, body)
-        spec = self.model(ctx, body["model"], kind="chat")
+        spec = self.model(org, body["model"], kind="chat")
         prompt = _check_context(body, spec)
         return body, spec, prompt
 
+    async def complete(
+        self,
+        org: OrgContext,
+        request_id: str,
+        body: Json,
+        spec: ModelSpec,
+        *,
+        endpoint: str,
+        counts_message: bool,
+    ) -> Completion:
+        """Admit, call and meter in one: for callers inside Parley (conversation summaries)."""
+        await self.admit(org, request_id, spec, body, counts_message=counts_message)
+        try:
+            return await self.chat(org, request_id, body, spec, endpoint=endpoint)
+        finally:
+            self.release(request_id)  # a no-op once the usage was recorded
+
     async def chat(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         request_id: str,
         body: Json,
         spec: ModelSpec,
@@ -225,13 +283,14 @@ class GatewayService:
             result, attempts = await self.router.chat(spec, body, attempts)
             meter.take_usage(result.get("usage"))
             if not meter.reported:
-                meter.prompt_tokens = count_messages(body["messages"], spec.name)
+                meter.prompt_tokens = count_request(body, spec.name)
                 meter.completion_tokens = sum(
                     count_text(content_text((c.get("message") or {}).get("content")), spec.name)
                     for c in result.get("choices") or []
                 )
                 result["usage"] = self._usage_json(meter)
             result["model"] = spec.name
+            meter.delivered = {int(c.get("index") or 0) for c in result.get("choices") or []}
             status = "ok"
             return Completion(result, spec, attempts)
         except ParleyError as exc:
@@ -242,22 +301,12 @@ class GatewayService:
             raise
         finally:
             self._record(
-                ctx,
-                request_id,
-                endpoint,
-                spec,
-                attempts,
-                meter,
-                started,
-                None,
-                status,
-                error_type,
-                stream=False,
+                org, request_id, endpoint, spec, attempts, meter, started, None, status, error_type
             )
 
     async def open_stream(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         request_id: str,
         body: Json,
         spec: ModelSpec,
@@ -280,7 +329,7 @@ class GatewayService:
             else:
                 status, error_type = "cancelled", "client_disconnected"
             self._record(
-                ctx,
+                org,
                 request_id,
                 endpoint,
                 spec,
@@ -294,11 +343,11 @@ class GatewayService:
             )
             raise
         ttft_ms = int((time.perf_counter() - started) * 1000)
-        return handle, self._relay(ctx, request_id, endpoint, body, spec, handle, started, ttft_ms)
+        return handle, self._relay(org, request_id, endpoint, body, spec, handle, started, ttft_ms)
 
     async def _relay(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         request_id: str,
         endpoint: str,
         body: Json,
@@ -314,14 +363,12 @@ class GatewayService:
             chunk: Json | None = handle.first
             while chunk is not None:
                 meter.take_usage(chunk.get("usage"))
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        meter.text.append(delta["content"])
-                    for call in delta.get("tool_calls") or []:
-                        meter.text.append((call.get("function") or {}).get("arguments") or "")
+                wrote = meter.take_chunk(chunk)
                 chunk["model"] = spec.name
                 yield chunk
+                # Asked for more: the caller has passed this chunk on (for a route, the
+                # server has sent it), so its content reached the client.
+                meter.delivered |= wrote
                 try:
                     chunk = await anext(handle.rest)
                 except StopAsyncIteration:
@@ -337,10 +384,10 @@ class GatewayService:
             if aclose is not None:
                 await aclose()
             if not meter.reported:
-                meter.prompt_tokens = count_messages(body["messages"], spec.name)
+                meter.prompt_tokens = count_request(body, spec.name)
                 meter.completion_tokens = count_text("".join(meter.text), spec.name)
             self._record(
-                ctx,
+                org,
                 request_id,
                 endpoint,
                 spec,
@@ -365,13 +412,13 @@ class GatewayService:
 
     # --- embeddings ----------------------------------------------------------------------
 
-    async def embeddings(self, ctx: OrgContext, request_id: str, body: Any) -> Completion:
-        ctx.require(Action.INFERENCE)
+    async def embeddings(self, org: OrgContext, request_id: str, body: Any) -> Completion:
+        org.require(Action.INFERENCE)
         validate(EmbeddingRequest, body)
-        spec = self.model(ctx, body["model"], kind="embedding")
+        spec = self.model(org, body["model"], kind="embedding")
         if isinstance(body["input"], list) and not body["input"]:
             raise InvalidRequest("input must not be empty.", code="invalid_value", param="input")
-        ticket = await self.admit(ctx, request_id, spec, body, counts_message=False)
+        ticket = await self.admit(org, request_id, spec, body, counts_message=False)
         started = time.perf_counter()
         meter = Metering()
         attempts = Attempts()
@@ -392,7 +439,7 @@ class GatewayService:
             raise
         finally:
             self._record(
-                ctx,
+                org,
                 request_id,
                 "embeddings",
                 spec,
@@ -402,14 +449,13 @@ class GatewayService:
                 None,
                 status,
                 error_type,
-                stream=False,
             )
 
     # --- metering ------------------------------------------------------------------------
 
     def _record(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         request_id: str,
         endpoint: str,
         spec: ModelSpec,
@@ -420,25 +466,27 @@ class GatewayService:
         status: str,
         error_type: str | None,
         *,
-        stream: bool,
+        stream: bool = False,
     ) -> None:
+        """One usage event, and the settlement of what admission took. Messages served: every
+        choice of a complete reply, and of one cut short, those whose content the client got
+        (a stream cut before its first content costs nothing)."""
         deployment = attempts.deployment
         ticket = self._tickets.pop(request_id, None)
-        ok = status == "ok"
+        served = 0
+        if ticket is not None and ticket.messages:
+            served = ticket.messages if status == "ok" and stream else len(meter.delivered)
+            served = min(served, ticket.messages)
         cost = spec.cost_micros(meter.prompt_tokens, meter.completion_tokens)
+        total = meter.prompt_tokens + meter.completion_tokens
         if ticket is not None:
-            self.quotas.settle_later(
-                ticket,
-                ok=ok,
-                total_tokens=meter.prompt_tokens + meter.completion_tokens,
-                cost_micros=cost,
-            )
+            self.quotas.settle_later(ticket, served=served, total_tokens=total, cost_micros=cost)
         self.recorder.record(
             Usage(
                 id=request_id,
-                org_id=ctx.org_id,
-                api_key_id=ctx.actor.api_key_id,
-                user_id=ctx.actor.user_id,
+                org_id=org.org_id,
+                api_key_id=org.actor.api_key_id,
+                user_id=org.actor.user_id,
                 endpoint=endpoint,
                 model=spec.name,
                 provider=deployment.provider if deployment else None,
@@ -448,15 +496,15 @@ class GatewayService:
                 prompt_tokens=meter.prompt_tokens,
                 completion_tokens=meter.completion_tokens,
                 reasoning_tokens=meter.reasoning_tokens,
-                total_tokens=meter.prompt_tokens + meter.completion_tokens,
+                total_tokens=total,
                 cost_micros=cost,
                 latency_ms=int((time.perf_counter() - started) * 1000),
                 ttft_ms=ttft_ms,
                 status=status,
                 error_type=error_type,
                 created_at=self.clock(),
-                counted=ok and ticket is not None and ticket.counts_message,
-                overage=ok and ticket is not None and ticket.overage,
+                messages=served,
+                overage_messages=ticket.overage(served) if ticket is not None else 0,
             )
         )
 

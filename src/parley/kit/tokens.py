@@ -12,6 +12,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
 
+import orjson
+
 
 class _Encoding(Protocol):
     def encode(self, text: str) -> list[int]: ...
@@ -69,6 +71,22 @@ def max_prompt_tokens(messages: list[dict[str, Any]]) -> int:
     """An upper bound of count_messages that needs no tokenizer: a token is at least one
     byte (and the estimate for other models is a quarter of the characters)."""
     return _prompt_tokens(messages, lambda text: len(text.encode()))
+
+
+def count_request(request: dict[str, Any], model: str = "") -> int:
+    """Prompt tokens of a chat request: its messages and the definitions of its tools."""
+    total = count_messages(request["messages"], model)
+    if tools := request.get("tools"):
+        total += count_text(orjson.dumps(tools).decode(), model)
+    return total
+
+
+def max_request_tokens(request: dict[str, Any]) -> int:
+    """An upper bound of count_request that needs no tokenizer."""
+    total = max_prompt_tokens(request["messages"])
+    if tools := request.get("tools"):
+        total += len(orjson.dumps(tools))
+    return total
 
 
 def _prompt_tokens(messages: list[dict[str, Any]], count: Callable[[str], int]) -> int:

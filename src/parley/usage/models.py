@@ -33,9 +33,10 @@ class UsageEvent(IdMixin, Base):
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20))  # ok | error | incomplete | cancelled
-    # A message in the plan's sense: a successful chat reply. Overage: past the plan's quota.
-    counted: Mapped[bool] = mapped_column(Boolean, default=False)
-    overage: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Messages in the plan's sense: the choices of a chat reply that reached the client (a
+    # request with n choices is n messages). Overage: those past the plan's quota.
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    overage_messages: Mapped[int] = mapped_column(Integer, default=0)
     error_type: Mapped[str | None] = mapped_column(String(60))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -68,11 +68,11 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
         )
         sums = totals[key]
         sums[0] += 1
-        sums[1] += int(row["counted"])
+        sums[1] += row["messages"]
         sums[2] += row["prompt_tokens"]
         sums[3] += row["completion_tokens"]
         sums[4] += row["cost_micros"]
-        sums[5] += int(row["overage"])
+        sums[5] += row["overage_messages"]
     if not totals:
         return
     daily = cast(Table, UsageDaily.__table__)
@@ -127,11 +127,11 @@ async def _from_events(
         select(
             group,
             func.count().label("requests"),
-            func.count().filter(UsageEvent.counted.is_(True)).label("messages"),
+            func.coalesce(func.sum(UsageEvent.messages), 0).label("messages"),
             func.coalesce(func.sum(UsageEvent.prompt_tokens), 0).label("prompt_tokens"),
             func.coalesce(func.sum(UsageEvent.completion_tokens), 0).label("completion_tokens"),
             func.coalesce(func.sum(UsageEvent.cost_micros), 0).label("cost_micros"),
-            func.count().filter(UsageEvent.overage.is_(True)).label("overage_messages"),
+            func.coalesce(func.sum(UsageEvent.overage_messages), 0).label("overage_messages"),
         )
         .where(
             UsageEvent.org_id == org_id,
@@ -193,7 +193,7 @@ async def report(
 async def period_totals(
     session: AsyncSession, org_id: str, start: datetime, end: datetime
 ) -> tuple[int, int]:
-    """Messages (successful chat replies) and cost in micro-USD recorded in a period."""
+    """Messages and cost in micro-USD recorded in a period."""
     rows = await report(session, org_id, group_by="model", start=start, end=end)
     return sum(r.messages for r in rows), sum(r.cost_micros for r in rows)
 
@@ -214,11 +214,11 @@ async def rebuild_rollups(session: AsyncSession, org_id: str) -> None:
             key,
             user,
             func.count(),
-            func.count().filter(UsageEvent.counted.is_(True)),
+            func.sum(UsageEvent.messages),
             func.sum(UsageEvent.prompt_tokens),
             func.sum(UsageEvent.completion_tokens),
             func.sum(UsageEvent.cost_micros),
-            func.count().filter(UsageEvent.overage.is_(True)),
+            func.sum(UsageEvent.overage_messages),
         )
         .where(UsageEvent.org_id == org_id)
         .group_by(UsageEvent.org_id, day, UsageEvent.model, key, user)

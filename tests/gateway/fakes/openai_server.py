@@ -34,6 +34,8 @@ class FakeOpenAI:
     headers_seen: list[dict[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     stream_delay_s: float = 0.0
+    # A stream waits this long after its last content chunk (before it finishes).
+    pause_before_finish_s: float = 0.0
     cancelled_streams: int = 0
     completed_streams: int = 0
     _runner: web.AppRunner | None = None
@@ -107,7 +109,7 @@ class FakeOpenAI:
             return await self._stream(request)
         reply = self.respond(body) if self.respond else self.reply
         prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
-        completion = len(reply.split())
+        completion = len(reply.split()) * int(body.get("n") or 1)
         message: dict[str, Any] = {"role": "assistant", "content": reply}
         finish = "stop"
         if body.get("tools"):
@@ -130,7 +132,8 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body["model"],
             "choices": [
-                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+                {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+                for i in range(int(body.get("n") or 1))
             ],
         }
         if self.include_usage:
@@ -173,6 +176,8 @@ class FakeOpenAI:
                     chunk({"content": word + ("" if i == len(words) - 1 else " ")})
                 )
                 sent += 1
+            if self.pause_before_finish_s:
+                await asyncio.sleep(self.pause_before_finish_s)
             await response.write(chunk({}, "stop"))
             if self.include_usage and (body.get("stream_options") or {}).get("include_usage"):
                 usage = {

@@ -98,6 +98,8 @@ class MockProvider:
         chunk_id = "chatcmpl-" + new_id("mock")[5:]
         created = int(time.time())
 
+        n = int(request.get("n") or 1)
+
         def chunk(delta: Json, finish: str | None = None) -> Json:
             return {
                 "id": chunk_id,
@@ -105,7 +107,8 @@ class MockProvider:
                 "created": created,
                 "model": deployment.model,
                 "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    for i in range(n)
                 ],
             }
 
@@ -140,7 +143,8 @@ class MockProvider:
                     await asyncio.sleep(self.delay_s)
                 yield chunk({"content": word})
             yield chunk({}, "stop")
-        final = {**chunk({}), "choices": [], "usage": self._usage(request, deployment, completion)}
+        usage = self._usage(request, deployment, completion * n)
+        final = {**chunk({}), "choices": [], "usage": usage}
         yield final
 
     async def embed(self, request: Json, deployment: Deployment, *, timeout_s: float) -> Json:

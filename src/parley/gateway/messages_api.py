@@ -15,11 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from parley.errors import InvalidRequest, ParleyError
-from parley.gateway.anthropic_format import (
-    anthropic_to_openai_request,
-    openai_chunks_to_anthropic_events,
-    openai_to_anthropic_response,
-)
 from parley.gateway.api import (
     INFERENCE_ERRORS,
     SECURITY,
@@ -31,6 +26,11 @@ from parley.gateway.api import (
 )
 from parley.gateway.catalog import ModelSpec
 from parley.gateway.errors import StreamInterrupted
+from parley.gateway.formats.anthropic_compat import (
+    anthropic_to_openai_request,
+    openai_chunks_to_anthropic_events,
+    openai_to_anthropic_response,
+)
 from parley.gateway.schemas import validate
 from parley.gateway.sse import encode_event
 from parley.http.deps import inference_context

@@ -136,6 +136,17 @@ def test_images() -> None:
         )
 
 
+@pytest.mark.parametrize("url", ["http://x.test/a.png", "gs://bucket/a.png", "file:///a.png"])
+def test_images_are_data_or_https_urls_only(url: str) -> None:
+    request = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+        ]
+    }
+    with pytest.raises(ValueError, match="must be an https URL or a data: URL"):
+        openai_to_anthropic_request(request, MODEL)
+
+
 def test_tool_calls_and_results() -> None:
     body = openai_to_anthropic_request(
         {

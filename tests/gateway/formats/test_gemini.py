@@ -113,6 +113,15 @@ def test_request_translation() -> None:
     }
 
 
+@pytest.mark.parametrize("url", ["gs://operator-bucket/a.pdf", "http://x.test/a.png"])
+def test_no_gs_or_plain_http_urls(url: str) -> None:
+    # A gs: URI would be read with the operator's Google credentials.
+    request = ask("hi")
+    request["messages"][1]["content"] = [{"type": "image_url", "image_url": {"url": url}}]
+    with pytest.raises(ValueError, match="must be an https URL or a data: URL"):
+        openai_to_gemini_request(request)
+
+
 @pytest.mark.parametrize(
     ("choice", "config"),
     [

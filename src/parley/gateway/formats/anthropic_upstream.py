@@ -81,9 +81,9 @@ def _image_block(url: str) -> Json:
             "type": "image",
             "source": {"type": "base64", "media_type": media_type, "data": data},
         }
-    if url.startswith(("http://", "https://")):
+    if url.startswith("https://"):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise ValueError("image_url.url must be an http(s) URL or a data: URL")
+    raise ValueError("image_url.url must be an https URL or a data: URL")
 
 
 def _content_blocks(content: Any) -> list[Json]:

@@ -149,10 +149,11 @@ def _media_part(url: str, fallback_type: str) -> Json:
     if url.startswith("data:"):
         mime_type, data = parse_data_url(url)
         return {"inlineData": {"mimeType": mime_type, "data": data}}
-    if url.startswith(("http://", "https://", "gs://")):
+    # Not gs: URIs: Gemini would read them with the operator's credentials.
+    if url.startswith("https://"):
         mime_type = mimetypes.guess_type(url.split("?", 1)[0])[0] or fallback_type
         return {"fileData": {"mimeType": mime_type, "fileUri": url}}
-    raise ValueError("image_url.url must be an http(s) URL or a data: URL")
+    raise ValueError("image_url.url must be an https URL or a data: URL")
 
 
 def _parts(content: Any) -> list[Json]:
@@ -213,7 +214,7 @@ def openai_to_gemini_request(req: Json) -> Json:
 
     Roles: system/developer -> `systemInstruction`, assistant -> `model`, tool results ->
     user `functionResponse` parts (named after the call they answer). Images and files with
-    data: URLs become `inlineData`; http(s) URLs become `fileData` with a MIME type guessed
+    data: URLs become `inlineData`; https URLs become `fileData` with a MIME type guessed
     from the URL. JSON modes set `responseMimeType` (and `responseSchema`, converted to
     Gemini's OpenAPI subset); `reasoning_effort` sets `thinkingConfig.thinkingBudget`
     (none 0, minimal/low 1024, medium 4096, high 16384). `logprobs`, `logit_bias` and

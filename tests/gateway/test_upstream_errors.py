@@ -14,7 +14,7 @@ import structlog
 import yaml
 from fastapi import FastAPI
 
-from parley.gateway import errors, router
+from parley.gateway import errors
 from parley.gateway.errors import StreamInterrupted, UpstreamError, stream_broke_off
 from parley.http import middleware
 from tests.gateway.conftest import gateway_config
@@ -28,7 +28,7 @@ LEAK = f"Incorrect API key provided: {UPSTREAM_KEY}. Internal host billing-db.co
 
 @pytest.fixture
 def log_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    with capture_logs(monkeypatch, router, errors, middleware) as buffer:
+    with capture_logs(monkeypatch, errors, middleware) as buffer:
         yield buffer
 
 

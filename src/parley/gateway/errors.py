@@ -65,6 +65,18 @@ class StreamInterrupted(Exception):
         self.cause = cause
 
 
+def log_failure(event: str, error: UpstreamError, **context: object) -> None:
+    """The provider's own words, for the operator; keys in them are masked by the logger."""
+    log.warning(
+        event,
+        **context,
+        provider=error.provider,
+        status=error.status,
+        kind=error.kind,
+        error=error.message,
+    )
+
+
 def _logged_under() -> str:
     # The request id the access middleware bound for this request's log lines.
     request_id = structlog.contextvars.get_contextvars().get("request_id")
@@ -92,11 +104,5 @@ def failed_message(model: str, last: UpstreamError) -> str:
 def stream_broke_off(exc: StreamInterrupted) -> str:
     """Log why a stream broke off after it began; returns what the client reads."""
     cause = exc.cause
-    log.warning(
-        "gateway.stream_broke_off",
-        provider=cause.provider,
-        status=cause.status,
-        kind=cause.kind,
-        error=cause.message,
-    )
+    log_failure("gateway.stream_broke_off", cause)
     return f"The provider broke off the reply ({cause.status_class}){_logged_under()}."

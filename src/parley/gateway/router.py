@@ -10,16 +10,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from parley.errors import ParleyError, RateLimited, ServiceUnavailable
 from parley.gateway.breaker import CircuitBreaker
 from parley.gateway.catalog import ModelSpec
 from parley.gateway.config import GatewaySection
-from parley.gateway.errors import UpstreamError, failed_message, rejected_message
+from parley.gateway.errors import (
+    UpstreamError,
+    failed_message,
+    log_failure,
+    rejected_message,
+)
 from parley.gateway.providers.base import Deployment, Json, Provider
-
-log = structlog.get_logger("parley.gateway")
 
 
 class UpstreamFailed(ParleyError):
@@ -202,13 +203,7 @@ class Router:
                 except UpstreamError as error:
                     last = error
                     # The provider's own words go to the log only; clients get our wording.
-                    log.warning(
-                        "gateway.attempt_failed",
-                        deployment=deployment.id,
-                        status=error.status,
-                        kind=error.kind,
-                        error=error.message,
-                    )
+                    log_failure("gateway.attempt_failed", error, deployment=deployment.id)
                     if error.client_fault:
                         breaker.release_probe()
                         raise UpstreamRejected(rejected_message(error)) from error

@@ -57,6 +57,8 @@ async def check_url_parts(request: Json, guard: FetchGuard) -> None:
     if not fields:
         return
     remote = list(dict.fromkeys(url for _, url in fields if url[:5].lower() != "data:"))
+    if not remote:
+        return  # inline data only: nothing to resolve
     verdicts = await asyncio.gather(*(guard.check(url) for url in remote), return_exceptions=True)
     refused: dict[str, UnsafeUrl] = {}
     for url, verdict in zip(remote, verdicts, strict=True):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     # On SIGTERM, open requests (SSE streams, WebSockets) get this long to finish before they
     # are cut (and metered); the usage flush follows. Orchestrators wait 30 s by default.
     shutdown_grace_s: int = 20
+
+    # Hosts that tenant-given URLs may reach although they resolve to private, loopback or
+    # link-local addresses: exact names or `*.domain`, comma-separated in the environment.
+    allowed_fetch_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Tokens and sessions
     access_token_ttl_s: int = 900
@@ -79,6 +84,13 @@ class Settings(BaseSettings):
             "busy_timeout": "10000",
         }
     )
+
+    @field_validator("allowed_fetch_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,6 +26,7 @@ from parley.keys.cache import KeyCache, KeyUsageTracker
 from parley.keys.service import KeyService
 from parley.kit.clock import Clock, utcnow
 from parley.kit.jwt import AccessTokenSigner
+from parley.kit.netguard import FetchGuard
 from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
 from parley.mail.transport import MailTransport, OutboxTransport, SmtpTransport
@@ -95,7 +96,13 @@ class AppContext:
         usage = UsageRecorder(db, flush_s=settings.usage_flush_s, data_dir=settings.data_dir)
         quotas = QuotaService(backends.limiter, billing, db, usage, clock=clock)
         usage_reports = UsageService(billing, orgs, usage, clock=clock)
-        gateway = GatewayService(gateway_config, usage, quotas, clock=clock)
+        gateway = GatewayService(
+            gateway_config,
+            usage,
+            quotas,
+            clock=clock,
+            fetch_guard=FetchGuard(settings.allowed_fetch_hosts),
+        )
         conversations = ConversationService(
             db, gateway, ContextBuilder(gateway, gateway_config.conversations), clock=clock
         )

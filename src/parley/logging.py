@@ -13,8 +13,12 @@ import orjson
 import structlog
 
 _SECRET_KEYS = re.compile(r"(password|secret|token|authorization|api_key|cookie)", re.I)
+# Parley's keys (sk-parley-), refresh tokens and invitations, OpenAI's keys (sk-, sk-proj-,
+# sk-svcacct-, sk-admin-), Anthropic's (sk-ant-), Google's (AIza) and JWTs, anywhere in a
+# string; the prefix stays, to tell which credential it was.
 _SECRET_VALUES = re.compile(
-    r"\b(sk-parley-|rt_|inv_)[A-Za-z0-9_\-]{8,}|eyJ[A-Za-z0-9_\-]{10,}\.[^\s\"']+"
+    r"\b(sk-(?:parley-|ant-|proj-|svcacct-|admin-)?|rt_|inv_|AIza)[A-Za-z0-9_\-]{8,}"
+    r"|eyJ[A-Za-z0-9_\-]{10,}\.[^\s\"']+"
 )
 
 
@@ -25,7 +29,8 @@ _SECRET_ASSIGNMENT = re.compile(
 
 # One cheap look first: almost no logged string has anything to mask.
 _HINTS = (
-    "sk-parley-",
+    "sk-",
+    "aiza",
     "rt_",
     "inv_",
     "eyj",

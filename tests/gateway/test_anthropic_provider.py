@@ -14,6 +14,7 @@ from parley.gateway.errors import UpstreamError
 from parley.gateway.providers.anthropic import AnthropicProvider
 from parley.gateway.providers.base import Deployment, ProviderSettings
 from tests.gateway.fakes.anthropic_server import FakeAnthropic
+from tests.gateway.formats.samples import ask
 
 Json = dict[str, Any]
 DEPLOYMENT = Deployment(provider="anthropic-test", model="claude-fake-1")
@@ -54,17 +55,6 @@ async def provider(fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
     await provider.start()
     yield provider
     await provider.close()
-
-
-def ask(text: str, **extra: Any) -> Json:
-    return {
-        "model": "parley-alias",
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": text},
-        ],
-        **extra,
-    }
 
 
 async def collect(provider: AnthropicProvider, request: Json, timeout_s: float = 5) -> list[Json]:

@@ -47,6 +47,39 @@ async def test_message_served_by_an_openai_provider(
     assert sent["max_tokens"] == 100
 
 
+async def test_a_pdf_document_reaches_an_openai_provider_as_a_file_part(
+    claude: anthropic.AsyncAnthropic, fake_openai: FakeOpenAI
+) -> None:
+    message = await claude.messages.create(
+        model="gpt-4o-mini",
+        max_tokens=100,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "document",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "application/pdf",
+                            "data": "JVBE",
+                        },
+                        "title": "report.pdf",
+                    },
+                    {"type": "text", "text": "Summarise this."},
+                ],
+            }
+        ],
+    )
+    assert message.content[0].type == "text"
+    file_part, text_part = fake_openai.requests[-1]["messages"][0]["content"]
+    assert file_part == {
+        "type": "file",
+        "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "report.pdf"},
+    }
+    assert text_part == {"type": "text", "text": "Summarise this."}
+
+
 async def test_streamed_message(
     live_claude: anthropic.AsyncAnthropic, fake_openai: FakeOpenAI
 ) -> None:

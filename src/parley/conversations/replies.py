@@ -32,7 +32,7 @@ from parley.conversations.models import ConversationSummary, Message
 from parley.conversations.schemas import MessageOut
 from parley.conversations.service import ConversationService, ReplyDraft, ReplyPlan
 from parley.errors import NotFound, ParleyError
-from parley.gateway.errors import StreamInterrupted
+from parley.gateway.errors import StreamInterrupted, stream_broke_off
 from parley.gateway.providers.base import Json
 from parley.kit.ids import new_id
 from parley.kit.tokens import count_messages, count_text
@@ -269,7 +269,7 @@ class ReplyRunner:
             error = {
                 "type": "api_error",
                 "code": "upstream_interrupted",
-                "message": f"The provider broke off the reply: {exc.cause.message}",
+                "message": stream_broke_off(exc),
             }
         except Exception:
             log.exception("conversations.reply_failed", conversation_id=conversation_id)

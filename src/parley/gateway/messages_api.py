@@ -15,15 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from parley.errors import InvalidRequest, ParleyError
-from parley.gateway.anthropic_format import (
+from parley.gateway.api import INFERENCE_ERRORS, SECURITY
+from parley.gateway.catalog import ModelSpec
+from parley.gateway.errors import StreamInterrupted
+from parley.gateway.formats.anthropic_compat import (
     anthropic_to_openai_request,
     openai_chunks_to_anthropic_events,
     openai_to_anthropic_response,
 )
-from parley.gateway.api import INFERENCE_ERRORS, SECURITY
-from parley.gateway.catalog import ModelSpec
-from parley.gateway.errors import StreamInterrupted
-from parley.gateway.pipeline import app_of, read_json, serve_chat, stream_broke_off
+from parley.gateway.pipeline import app_of, interrupted_error, read_json, serve_chat
 from parley.gateway.providers.base import Json
 from parley.gateway.schemas import validate
 from parley.gateway.sse import encode_event
@@ -132,7 +132,7 @@ class AnthropicShape:
             yield encode_event(event, data)
 
     def interrupted(self, exc: StreamInterrupted) -> bytes:
-        error = stream_broke_off(exc)
+        error = interrupted_error(exc)
         inner = {"type": error["type"], "message": error["message"]}
         return encode_event("error", {"type": "error", "error": inner})
 

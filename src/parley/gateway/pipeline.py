@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from parley.context import AppContext
 from parley.errors import InvalidRequest
 from parley.gateway.catalog import ModelSpec
-from parley.gateway.errors import StreamInterrupted
+from parley.gateway.errors import StreamInterrupted, stream_broke_off
 from parley.gateway.providers.base import Json
 from parley.gateway.router import Attempts
 from parley.gateway.sse import DONE, encode_data
@@ -140,11 +140,13 @@ async def _stream(
         yield end
 
 
-def stream_broke_off(exc: StreamInterrupted) -> Json:
+def interrupted_error(exc: StreamInterrupted) -> Json:
+    """The error that ends a stream the provider broke off (the provider's own words go to
+    the log, never to the client)."""
     return {
         "type": "api_error",
         "code": "upstream_interrupted",
-        "message": f"The provider broke off the reply: {exc.cause.message}",
+        "message": stream_broke_off(exc),
         "param": None,
     }
 
@@ -169,7 +171,7 @@ class OpenAIShape:
             yield encode_data(chunk)
 
     def interrupted(self, exc: StreamInterrupted) -> bytes:
-        return encode_data({"error": stream_broke_off(exc)})
+        return encode_data({"error": interrupted_error(exc)})
 
     def end(self) -> bytes:
         return DONE

@@ -7,19 +7,20 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import structlog
 
 from parley.errors import ParleyError, RateLimited, ServiceUnavailable
 from parley.gateway.breaker import CircuitBreaker
 from parley.gateway.catalog import ModelSpec
 from parley.gateway.config import GatewaySection
-from parley.gateway.errors import UpstreamError
+from parley.gateway.errors import (
+    UpstreamError,
+    failed_message,
+    log_failure,
+    rejected_message,
+)
 from parley.gateway.providers.base import Deployment, Json, Provider
-
-log = structlog.get_logger("parley.gateway")
 
 
 class UpstreamFailed(ParleyError):
@@ -48,7 +49,6 @@ class Attempts:
 
     count: int = 0
     deployment: Deployment | None = None
-    errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -198,24 +198,16 @@ class Router:
                     except ValueError as exc:
                         # A provider's translation found something it cannot express.
                         raise UpstreamError(
-                            str(exc), status=400, provider=deployment.provider
+                            str(exc), status=400, provider=deployment.provider, public=True
                         ) from exc
                 except UpstreamError as error:
                     last = error
-                    attempts.errors.append(f"{deployment.id}: {error.message}")
+                    # The provider's own words go to the log only; clients get our wording.
+                    log_failure("gateway.attempt_failed", error, deployment=deployment.id)
                     if error.client_fault:
                         breaker.release_probe()
-                        raise UpstreamRejected(
-                            f"{deployment.provider} rejected the request: {error.message}"
-                        ) from error
+                        raise UpstreamRejected(rejected_message(error)) from error
                     breaker.record(False, self.monotonic() - started)
-                    log.warning(
-                        "gateway.attempt_failed",
-                        deployment=deployment.id,
-                        status=error.status,
-                        kind=error.kind,
-                        error=error.message,
-                    )
                     if not error.retryable or retry == deployment.max_retries:
                         break
                     delay = error.retry_after_s
@@ -259,16 +251,14 @@ class Router:
                 headers={"Retry-After": str(retry_after)},
             )
         assert last is not None
-        summary = f"{attempts.count} attempt(s) failed; last: {attempts.errors[-1]}"
+        message = failed_message(spec.name, last)
         if last.status == 429:
             return RateLimited(
-                f"The providers of {spec.name} are rate limiting us. {summary}",
-                retry_after_s=int(last.retry_after_s or 1),
-                code="upstream_rate_limited",
+                message, retry_after_s=int(last.retry_after_s or 1), code="upstream_rate_limited"
             )
         if last.kind == "timeout":
-            return UpstreamTimeout(f"The providers of {spec.name} timed out. {summary}")
-        return UpstreamFailed(f"The providers of {spec.name} failed. {summary}")
+            return UpstreamTimeout(message)
+        return UpstreamFailed(message)
 
     def record_stream_end(self, handle: StreamHandle, ok: bool, latency_s: float) -> None:
         self.breaker(handle.deployment).record(ok, latency_s)

@@ -20,7 +20,9 @@ from parley.gateway.providers.base import Json, Provider
 from parley.gateway.providers.registry import build_provider
 from parley.gateway.router import Attempts, Router, StreamHandle
 from parley.gateway.schemas import ChatCompletionRequest, EmbeddingRequest, validate
+from parley.gateway.url_parts import check_url_parts
 from parley.kit.clock import Clock, utcnow
+from parley.kit.netguard import FetchGuard
 from parley.kit.tokens import content_text, count_request, count_text, max_request_tokens
 from parley.orgs.roles import Action
 from parley.principal import OrgContext
@@ -126,8 +128,10 @@ class GatewayService:
         quotas: QuotaService,
         *,
         clock: Clock = utcnow,
+        fetch_guard: FetchGuard | None = None,
     ) -> None:
         self.config = config.usable()
+        self.fetch_guard = fetch_guard or FetchGuard()
         self.recorder = recorder
         self.quotas = quotas
         # Admitted requests by request id, until their usage is recorded and settled.
@@ -220,6 +224,7 @@ class GatewayService:
     ) -> Ticket:
         """Take the request's share of every limit before any provider is called. A chat
         reply with `n` choices takes `n` messages; other calls take none."""
+        await check_url_parts(body, self.fetch_guard)  # before any quota is taken
         ticket = await self.quotas.admit(
             org,
             model=spec.name,

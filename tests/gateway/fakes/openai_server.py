@@ -20,6 +20,7 @@ class Failure:
     retry_after: str | None = None
     seconds: float = 0.0
     after_chunks: int = 2
+    message: str | None = None
 
 
 @dataclass
@@ -45,8 +46,15 @@ class FakeOpenAI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
-        self.failures += [Failure("status", status=status, retry_after=retry_after)] * times
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        retry_after: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        failure = Failure("status", status=status, retry_after=retry_after, message=message)
+        self.failures += [failure] * times
 
     def hang_next(self, seconds: float, times: int = 1) -> None:
         self.failures += [Failure("hang", seconds=seconds)] * times
@@ -84,7 +92,8 @@ class FakeOpenAI:
         self.failures.pop(0)
         if failure.kind == "status":
             headers = {"retry-after": failure.retry_after} if failure.retry_after else {}
-            body = {"error": {"message": f"fake failure {failure.status}", "type": "server_error"}}
+            message = failure.message or f"fake failure {failure.status}"
+            body = {"error": {"message": message, "type": "server_error"}}
             return web.json_response(body, status=failure.status, headers=headers)
         if failure.kind == "hang":
             await asyncio.sleep(failure.seconds)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from parley.gateway.anthropic_format import (
+from parley.gateway.errors import UpstreamError
+from parley.gateway.formats.anthropic_upstream import (
     anthropic_stream_to_openai_chunks,
     anthropic_to_openai_response,
     openai_to_anthropic_request,
 )
-from parley.gateway.errors import UpstreamError
 from parley.gateway.providers.base import Deployment, Json, ProviderSettings
 from parley.gateway.providers.http import HttpClient, event_object, stream_errors_mapped
 from parley.gateway.sse import parse_sse

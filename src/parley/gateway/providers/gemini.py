@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from parley.gateway.gemini_format import (
+from parley.gateway.formats.gemini import (
     gemini_stream_to_openai_chunks,
     gemini_to_openai_embeddings,
     gemini_to_openai_response,

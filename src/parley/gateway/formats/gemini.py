@@ -1,7 +1,6 @@
-"""Translation between the OpenAI Chat Completions shape and Gemini's generateContent API.
-
-A request that cannot be expressed for Gemini raises ValueError (the caller answers 400).
-"""
+"""The Gemini provider's translation: OpenAI chat and embedding requests to Gemini's
+generateContent and batchEmbedContents, and Gemini's answers (plain and streamed) back to the
+OpenAI shape."""
 
 from __future__ import annotations
 
@@ -14,13 +13,31 @@ from typing import Any
 
 import orjson
 
-from parley.gateway.anthropic_format import parse_data_url
 from parley.gateway.errors import UpstreamError
+from parley.gateway.formats.common import (
+    THINKING_BUDGETS,
+    assistant_message,
+    completion_chunk,
+    file_data_url,
+    function_tools,
+    image_url_of,
+    max_tokens_of,
+    merge_turn,
+    openai_tool_call,
+    parse_arguments,
+    parse_data_url,
+    stop_sequences,
+    tool_choice_of,
+    usage_chunk,
+)
+from parley.gateway.formats.common import openai_usage as usage_json
 from parley.gateway.providers.base import Json
 from parley.kit.ids import new_id
 from parley.kit.tokens import count_text
 
-THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+# Gemini also takes `none` (thinking off) and `minimal`.
+_BUDGETS = {"none": 0, "minimal": THINKING_BUDGETS["low"], **THINKING_BUDGETS}
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
 _FILTERED = frozenset(
     {
@@ -65,10 +82,6 @@ def model_path(model: str) -> str:
 
 def _call_id() -> str:
     return "call_" + new_id("x")[2:]
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 # ------------------------------------------------------------------------ schemas
@@ -136,10 +149,11 @@ def _media_part(url: str, fallback_type: str) -> Json:
     if url.startswith("data:"):
         mime_type, data = parse_data_url(url)
         return {"inlineData": {"mimeType": mime_type, "data": data}}
-    if url.startswith(("http://", "https://", "gs://")):
+    # Not gs: URIs: Gemini would read them with the operator's credentials.
+    if url.startswith("https://"):
         mime_type = mimetypes.guess_type(url.split("?", 1)[0])[0] or fallback_type
         return {"fileData": {"mimeType": mime_type, "fileUri": url}}
-    raise ValueError("image_url.url must be an http(s) URL or a data: URL")
+    raise ValueError("image_url.url must be an https URL or a data: URL")
 
 
 def _parts(content: Any) -> list[Json]:
@@ -156,11 +170,7 @@ def _parts(content: Any) -> list[Json]:
             if part.get("text"):
                 parts.append({"text": str(part["text"])})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str):
-                raise ValueError("image_url parts need image_url.url")
-            parts.append(_media_part(url, "image/jpeg"))
+            parts.append(_media_part(image_url_of(part), "image/jpeg"))
         elif kind == "input_audio":
             audio = part.get("input_audio") or {}
             fmt = str(audio.get("format") or "wav")
@@ -168,10 +178,7 @@ def _parts(content: Any) -> list[Json]:
                 {"inlineData": {"mimeType": f"audio/{fmt}", "data": audio.get("data", "")}}
             )
         elif kind == "file":
-            data_url = (part.get("file") or {}).get("file_data")
-            if not isinstance(data_url, str) or not data_url.startswith("data:"):
-                raise ValueError("file parts need file.file_data as a data: URL for gemini")
-            parts.append(_media_part(data_url, "application/octet-stream"))
+            parts.append(_media_part(file_data_url(part, "gemini"), "application/octet-stream"))
         elif kind == "refusal":
             continue
         else:
@@ -183,17 +190,6 @@ def _text(content: Any) -> str:
     return "\n".join(p["text"] for p in _parts(content) if "text" in p)
 
 
-def _arguments(text: str | None) -> Json:
-    """Tool-call arguments as an object; broken JSON is kept as `raw_arguments`."""
-    if not text or not text.strip():
-        return {}
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return {"raw_arguments": text}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def _function_response(content: Any) -> Json:
     text = _text(content)
     try:
@@ -203,30 +199,14 @@ def _function_response(content: Any) -> Json:
     return value if isinstance(value, dict) else {"result": value}
 
 
-def _append(contents: list[Json], role: str, parts: list[Json]) -> None:
-    if not parts:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)
-    else:
-        contents.append({"role": role, "parts": list(parts)})
-
-
 def _tool_config(choice: Any) -> Json | None:
-    if choice is None:
+    chosen = tool_choice_of(choice)
+    if chosen is None:
         return None
-    if choice == "auto":
-        return {"functionCallingConfig": {"mode": "AUTO"}}
-    if choice == "none":
-        return {"functionCallingConfig": {"mode": "NONE"}}
-    if choice == "required":
-        return {"functionCallingConfig": {"mode": "ANY"}}
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
-        if not name:
-            raise ValueError("tool_choice.function.name is required")
+    mode, name = chosen
+    if mode == "function":
         return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
-    raise ValueError("tool_choice must be 'auto', 'none', 'required' or a function")
+    return {"functionCallingConfig": {"mode": _MODES[mode]}}
 
 
 def openai_to_gemini_request(req: Json) -> Json:
@@ -234,7 +214,7 @@ def openai_to_gemini_request(req: Json) -> Json:
 
     Roles: system/developer -> `systemInstruction`, assistant -> `model`, tool results ->
     user `functionResponse` parts (named after the call they answer). Images and files with
-    data: URLs become `inlineData`; http(s) URLs become `fileData` with a MIME type guessed
+    data: URLs become `inlineData`; https URLs become `fileData` with a MIME type guessed
     from the URL. JSON modes set `responseMimeType` (and `responseSchema`, converted to
     Gemini's OpenAPI subset); `reasoning_effort` sets `thinkingConfig.thinkingBudget`
     (none 0, minimal/low 1024, medium 4096, high 16384). `logprobs`, `logit_bias` and
@@ -251,21 +231,22 @@ def openai_to_gemini_request(req: Json) -> Json:
             if text:
                 system.append(text)
         elif role == "user":
-            _append(contents, "user", _parts(content))
+            merge_turn(contents, "user", _parts(content), "parts")
         elif role == "assistant":
             parts = _parts(content)
             for call in message.get("tool_calls") or []:
                 fn = call.get("function") or {}
                 name = str(fn.get("name", ""))
                 call_names[str(call.get("id", ""))] = name
-                args = _arguments(fn.get("arguments"))
+                args = parse_arguments(fn.get("arguments"))
                 parts.append({"functionCall": {"name": name, "args": args}})
-            _append(contents, "model", parts)
+            merge_turn(contents, "model", parts, "parts")
         elif role == "tool":
             call_id = str(message.get("tool_call_id", ""))
             name = call_names.get(call_id) or str(message.get("name") or "tool")
             response = _function_response(content)
-            _append(contents, "user", [{"functionResponse": {"name": name, "response": response}}])
+            function_response = {"functionResponse": {"name": name, "response": response}}
+            merge_turn(contents, "user", [function_response], "parts")
         else:
             raise ValueError(f"message role {role!r} is not supported by gemini")
 
@@ -274,10 +255,7 @@ def openai_to_gemini_request(req: Json) -> Json:
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
 
     declarations = []
-    for tool in req.get("tools") or []:
-        if tool.get("type", "function") != "function":
-            raise ValueError(f"tool type {tool.get('type')!r} is not supported by gemini")
-        fn = tool.get("function") or {}
+    for fn in function_tools(req, "gemini"):
         declaration: Json = {"name": fn.get("name", "")}
         if fn.get("description"):
             declaration["description"] = fn["description"]
@@ -296,12 +274,12 @@ def openai_to_gemini_request(req: Json) -> Json:
         generation["temperature"] = req["temperature"]
     if req.get("top_p") is not None:
         generation["topP"] = req["top_p"]
-    max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
+    max_tokens = max_tokens_of(req)
     if max_tokens:
         generation["maxOutputTokens"] = int(max_tokens)
     stop = req.get("stop")
     if stop:
-        generation["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+        generation["stopSequences"] = stop_sequences(stop)
     if int(req.get("n") or 1) > 1:
         generation["candidateCount"] = int(req["n"])
     if req.get("seed") is not None:
@@ -321,7 +299,7 @@ def openai_to_gemini_request(req: Json) -> Json:
                 generation["responseSchema"] = gemini_schema(schema)
     effort = req.get("reasoning_effort")
     if effort is not None:
-        budget = THINKING_BUDGETS.get(str(effort).lower())
+        budget = _BUDGETS.get(str(effort).lower())
         if budget is None:
             raise ValueError("reasoning_effort must be none, minimal, low, medium or high")
         generation["thinkingConfig"] = {"thinkingBudget": budget}
@@ -347,17 +325,8 @@ def openai_usage(meta: Json | None) -> Json:
     prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
     thoughts = int(meta.get("thoughtsTokenCount") or 0)
     completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
-    usage: Json = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
     cached = int(meta.get("cachedContentTokenCount") or 0)
-    if cached:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    if thoughts:
-        usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
-    return usage
+    return usage_json(prompt, completion, cached=cached, reasoning=thoughts)
 
 
 def _candidate_output(candidate: Json) -> tuple[list[str], list[Json]]:
@@ -370,16 +339,8 @@ def _candidate_output(candidate: Json) -> tuple[list[str], list[Json]]:
             texts.append(str(part["text"]))
         elif "functionCall" in part:
             call = part["functionCall"] or {}
-            calls.append(
-                {
-                    "id": str(call.get("id") or _call_id()),
-                    "type": "function",
-                    "function": {
-                        "name": str(call.get("name", "")),
-                        "arguments": _dumps(call.get("args") or {}),
-                    },
-                }
-            )
+            call_id = str(call.get("id") or _call_id())
+            calls.append(openai_tool_call(call_id, str(call.get("name", "")), call.get("args")))
     return texts, calls
 
 
@@ -392,17 +353,10 @@ def gemini_to_openai_response(resp: Json, model: str) -> Json:
     choices: list[Json] = []
     for position, candidate in enumerate(resp.get("candidates") or []):
         texts, calls = _candidate_output(candidate)
-        message: Json = {
-            "role": "assistant",
-            "content": "".join(texts) if texts or not calls else None,
-            "refusal": None,
-        }
-        if calls:
-            message["tool_calls"] = calls
         choices.append(
             {
                 "index": int(candidate.get("index", position)),
-                "message": message,
+                "message": assistant_message(texts, calls),
                 "logprobs": None,
                 "finish_reason": finish_reason(candidate.get("finishReason"), bool(calls)),
             }
@@ -455,15 +409,7 @@ async def gemini_stream_to_openai_chunks(
     calls: dict[int, int] = {}
 
     def chunk(index: int, delta: Json, finish: str | None = None) -> Json:
-        return {
-            "id": chunk_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-            ],
-        }
+        return completion_chunk(chunk_id, created, model, delta, finish, index=index)
 
     async for data in events:
         error = stream_error(data)
@@ -499,10 +445,7 @@ async def gemini_stream_to_openai_chunks(
                 yield chunk(index, {}, reason)
     if not finished or finished != started:
         raise UpstreamError("gemini ended the stream before it finished", kind="connect")
-    final = chunk(0, {})
-    final["choices"] = []
-    final["usage"] = openai_usage(usage_meta)
-    yield final
+    yield usage_chunk(chunk_id, created, model, openai_usage(usage_meta))
 
 
 # --------------------------------------------------------------------- embeddings

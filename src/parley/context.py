@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from parley.accounts.directory import AccountDirectory
 from parley.accounts.service import AccountService
 from parley.backends.factory import Backends, build_backends
 from parley.billing.service import BillingService
@@ -29,6 +30,7 @@ from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
 from parley.mail.transport import MailTransport, OutboxTransport, SmtpTransport
 from parley.orgs.service import OrgService
+from parley.signup import SignUp
 from parley.usage.quotas import QuotaService
 from parley.usage.recorder import UsageRecorder
 from parley.usage.service import UsageService
@@ -44,6 +46,7 @@ class AppContext:
     mail: MailTransport
     accounts: AccountService
     orgs: OrgService
+    signup: SignUp
     keys: KeyService
     key_cache: KeyCache
     key_usage: KeyUsageTracker
@@ -79,13 +82,13 @@ class AppContext:
         )
         gateway_config = load_config(settings.config)
         billing = BillingService(db, backends.pubsub, overrides=gateway_config.plans, clock=clock)
-        orgs = OrgService(settings, billing=billing, clock=clock)
+        orgs = OrgService(settings, billing=billing, users=AccountDirectory(), clock=clock)
         accounts = AccountService(
             settings,
             hasher=hasher,
             signer=signer,
             counters=backends.counters,
-            orgs=orgs,
+            memberships=orgs,
             clock=clock,
         )
         key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
@@ -106,6 +109,7 @@ class AppContext:
             mail=mail,
             accounts=accounts,
             orgs=orgs,
+            signup=SignUp(accounts=accounts, orgs=orgs),
             keys=keys,
             key_cache=key_cache,
             key_usage=key_usage,

@@ -105,7 +105,7 @@ async def register(
     request: Request,
     response: Response,
 ) -> TokenResponse:
-    result = await ctx.accounts.register(
+    result = await ctx.signup.register(
         session,
         email=body.email,
         password=body.password,

@@ -1,16 +1,18 @@
-"""Sign-up, sign-in, rotating refresh tokens, password changes and profiles."""
+"""Accounts, sign-in, rotating refresh tokens, password changes and profiles.
+
+Signing up (an account with its personal organisation) is its own use case: parley.signup.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
+from parley.accounts.memberships import Memberships
 from parley.accounts.models import RefreshToken, User
 from parley.audit import service as audit
 from parley.audit.actions import AuditAction
@@ -25,13 +27,11 @@ from parley.errors import (
 )
 from parley.kit.clock import Clock, utcnow
 from parley.kit.crypto import random_token, sha256_hex
+from parley.kit.emails import normalize_email
 from parley.kit.ids import new_id
 from parley.kit.jwt import AccessClaims, AccessTokenSigner, TokenExpired, TokenInvalid
 from parley.kit.passwords import PasswordHasherService, password_problem
 from parley.principal import Actor
-
-if TYPE_CHECKING:
-    from parley.orgs.service import OrgService
 
 REFRESH_PREFIX = "rt_"
 BAD_CREDENTIALS = "Incorrect email or password."
@@ -54,25 +54,6 @@ class ClientInfo:
     user_agent: str | None = None
 
 
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-# Read-only lookups other domains use instead of the accounts tables.
-
-
-async def find_user(session: AsyncSession, user_id: str) -> User | None:
-    return await repository.get_user(session, user_id)
-
-
-async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
-    return await repository.get_user_by_email(session, normalize_email(email))
-
-
-async def users_by_ids(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, User]:
-    return {u.id: u for u in await repository.get_users(session, user_ids)}
-
-
 def _email_taken() -> Conflict:
     return Conflict(
         "An account with this email already exists; log in instead.",
@@ -89,42 +70,28 @@ class AccountService:
         hasher: PasswordHasherService,
         signer: AccessTokenSigner,
         counters: Counters,
-        orgs: OrgService,
+        memberships: Memberships,
         clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
         self.hasher = hasher
         self.signer = signer
         self.counters = counters
-        self.orgs = orgs
+        self.memberships = memberships
         self.clock = clock
 
-    # --- sign-up and sign-in -------------------------------------------------------------
+    # --- accounts and sign-in ------------------------------------------------------------
 
-    async def register(
-        self,
-        session: AsyncSession,
-        *,
-        email: str,
-        password: str,
-        name: str,
-        org_name: str | None,
-        client: ClientInfo,
-    ) -> Session:
+    async def open_account(
+        self, session: AsyncSession, *, email: str, password: str, name: str
+    ) -> User:
+        """A new user, after the checks a person signing up gets answers to."""
         email = normalize_email(email)
         if problem := password_problem(password, email=email):
             raise InvalidRequest(problem, code="weak_password", param="password")
         if await repository.get_user_by_email(session, email) is not None:
             raise _email_taken()
-        name = name.strip()
-        user = await self.create_user(session, email=email, password=password, name=name)
-        # A blank org_name (like a missing one) means the default name.
-        personal = (org_name or "").strip() or f"{name or email.split('@', 1)[0]}'s organisation"
-        org = await self.orgs.create(
-            session, owner=user, name=personal, client_ip=client.ip, personal=True
-        )
-        user.default_org_id = org.id
-        return await self._start_session(session, user, client)
+        return await self.create_user(session, email=email, password=password, name=name)
 
     async def create_user(
         self, session: AsyncSession, *, email: str, password: str, name: str = ""
@@ -173,7 +140,7 @@ class AccountService:
         if user is None or not ok or not user.is_active:
             await self.counters.incr(account_key, window)
             await self.counters.incr(ip_key, window)
-            org_ids = await self.orgs.org_ids_of(session, user.id) if user else [None]
+            org_ids = await self.memberships.org_ids_of(session, user.id) if user else [None]
             audit.record(
                 session,
                 AuditAction.LOGIN_FAILED,
@@ -194,13 +161,13 @@ class AccountService:
         audit.record(
             session,
             AuditAction.LOGIN,
-            org_ids=await self.orgs.org_ids_of(session, user.id),
+            org_ids=await self.memberships.org_ids_of(session, user.id),
             actor=Actor(user_id=user.id),
             ip=client.ip,
             target_type="user",
             target_id=user.id,
         )
-        return await self._start_session(session, user, client)
+        return await self.start_session(session, user, client)
 
     # --- refresh-token rotation ----------------------------------------------------------
 
@@ -222,7 +189,7 @@ class AccountService:
             audit.record(
                 session,
                 AuditAction.REFRESH_TOKEN_REUSED,
-                org_ids=await self.orgs.org_ids_of(session, current.user_id),
+                org_ids=await self.memberships.org_ids_of(session, current.user_id),
                 actor=Actor(user_id=current.user_id),
                 ip=client.ip,
                 target_type="user",
@@ -236,7 +203,7 @@ class AccountService:
         if user is None or not user.is_active:
             raise invalid
         current.used_at = now
-        return await self._start_session(session, user, client, family_id=current.family_id)
+        return await self.start_session(session, user, client, family_id=current.family_id)
 
     async def logout(
         self, session: AsyncSession, *, refresh_token: str, client: ClientInfo
@@ -249,14 +216,14 @@ class AccountService:
         audit.record(
             session,
             AuditAction.LOGOUT,
-            org_ids=await self.orgs.org_ids_of(session, token.user_id),
+            org_ids=await self.memberships.org_ids_of(session, token.user_id),
             actor=Actor(user_id=token.user_id),
             ip=client.ip,
             target_type="user",
             target_id=token.user_id,
         )
 
-    async def _start_session(
+    async def start_session(
         self,
         session: AsyncSession,
         user: User,
@@ -334,7 +301,7 @@ class AccountService:
         if name is not None:
             user.name = name.strip()
         if default_org_id is not None:
-            if await self.orgs.role_of(session, default_org_id, user.id) is None:
+            if await self.memberships.role_of(session, default_org_id, user.id) is None:
                 raise NotFound(
                     f"No organisation {default_org_id} among yours.",
                     code="org_not_found",
@@ -386,7 +353,7 @@ class AccountService:
         audit.record(
             session,
             AuditAction.PASSWORD_CHANGED,
-            org_ids=await self.orgs.org_ids_of(session, user.id),
+            org_ids=await self.memberships.org_ids_of(session, user.id),
             actor=Actor(user_id=user.id),
             ip=client.ip,
             target_type="user",

@@ -29,7 +29,7 @@ from parley.config import Settings
 from parley.db.migrate import upgrade
 from parley.db.models import Base
 from parley.gateway.config import DEFAULT_CONFIG
-from tests.support import ROOMY_PLANS, FakeClock
+from tests.support import ROOMY_PLANS, FakeClock, FakeSleep
 
 PG_ADMIN_DSN = os.environ.get("PARLEY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -108,6 +108,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, stack: str, tmp_path: Path) -> Iterator[str]:
     if stack == "embedded":
         template: Path = request.getfixturevalue("sqlite_template")
@@ -169,8 +174,10 @@ async def redis_cleanup(settings: Settings) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def app(settings: Settings, clock: FakeClock, redis_cleanup: None) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, clock=clock, configure_logs=False)
+async def app(
+    settings: Settings, clock: FakeClock, sleep: FakeSleep, redis_cleanup: None
+) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, clock=clock, sleep=sleep, configure_logs=False)
     async with application.router.lifespan_context(application):
         yield application
 

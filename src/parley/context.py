@@ -5,6 +5,7 @@ Built once by `create_app` (or the worker) and passed down; nothing lives in mod
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import structlog
@@ -24,7 +25,7 @@ from parley.gateway.service import GatewayService
 from parley.jobs.worker import Handler, Worker
 from parley.keys.cache import KeyCache, KeyUsageTracker
 from parley.keys.service import KeyService
-from parley.kit.clock import Clock, utcnow
+from parley.kit.clock import Clock, Sleep, utcnow
 from parley.kit.jwt import AccessTokenSigner
 from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
@@ -62,7 +63,9 @@ class AppContext:
     worker: Worker | None = field(default=None)
 
     @classmethod
-    def build(cls, settings: Settings, *, clock: Clock = utcnow) -> AppContext:
+    def build(
+        cls, settings: Settings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep
+    ) -> AppContext:
         db = Database(settings.resolved_database_url, sqlite_pragmas=settings.sqlite_pragmas)
         backends = build_backends(settings)
         mail: MailTransport
@@ -88,8 +91,10 @@ class AppContext:
             hasher=hasher,
             signer=signer,
             counters=backends.counters,
+            limiter=backends.limiter,
             memberships=orgs,
             clock=clock,
+            sleep=sleep,
         )
         key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)

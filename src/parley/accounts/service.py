@@ -5,6 +5,7 @@ Signing up (an account with its personal organisation) is its own use case: parl
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,11 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
+from parley.accounts.login_throttle import LoginThrottle
 from parley.accounts.memberships import Memberships
 from parley.accounts.models import RefreshToken, User
 from parley.audit import service as audit
 from parley.audit.actions import AuditAction
 from parley.backends.counters import Counters
+from parley.backends.limits import Limiter
 from parley.config import Settings
 from parley.errors import (
     AuthenticationFailed,
@@ -25,7 +28,7 @@ from parley.errors import (
     NotFound,
     RateLimited,
 )
-from parley.kit.clock import Clock, utcnow
+from parley.kit.clock import Clock, Sleep, utcnow
 from parley.kit.crypto import random_token, sha256_hex
 from parley.kit.emails import normalize_email
 from parley.kit.ids import new_id
@@ -70,8 +73,10 @@ class AccountService:
         hasher: PasswordHasherService,
         signer: AccessTokenSigner,
         counters: Counters,
+        limiter: Limiter,
         memberships: Memberships,
         clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.hasher = hasher
@@ -79,6 +84,7 @@ class AccountService:
         self.counters = counters
         self.memberships = memberships
         self.clock = clock
+        self.login_throttle = LoginThrottle(settings, limiter, sleep=sleep)
 
     # --- accounts and sign-in ------------------------------------------------------------
 
@@ -119,27 +125,12 @@ class AccountService:
         self, session: AsyncSession, *, email: str, password: str, client: ClientInfo
     ) -> Session:
         email = normalize_email(email)
-        account_key = f"login:acct:{sha256_hex(email)}"
-        ip_key = f"login:ip:{client.ip or 'unknown'}"
-        window = self.settings.login_failure_window_s
-        for key, limit in (
-            (account_key, self.settings.login_max_failures_per_account),
-            (ip_key, self.settings.login_max_failures_per_ip),
-        ):
-            count = await self.counters.get(key)
-            if count.value >= limit:
-                raise RateLimited(
-                    "Too many failed login attempts; try again in "
-                    f"{count.retry_after_s} seconds or reset your password.",
-                    retry_after_s=count.retry_after_s,
-                    code="too_many_login_attempts",
-                )
-
+        # Counted (and delayed) before the database is touched: no connection is held while
+        # a throttled client waits.
+        attempt = await self.login_throttle.begin(email, client.ip)
         user = await repository.get_user_by_email(session, email)
         ok = await self.hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok or not user.is_active:
-            await self.counters.incr(account_key, window)
-            await self.counters.incr(ip_key, window)
             org_ids = await self.memberships.org_ids_of(session, user.id) if user else [None]
             audit.record(
                 session,
@@ -155,7 +146,7 @@ class AccountService:
             error.keep_changes = True
             raise error
 
-        await self.counters.delete(account_key)
+        await self.login_throttle.succeeded(attempt)
         if self.hasher.needs_rehash(user.password_hash):
             user.password_hash = await self.hasher.hash(password)
         audit.record(
@@ -323,7 +314,7 @@ class AccountService:
         # A stolen access token must not buy unlimited guesses at the password.
         guard = f"pwchange:{user.id}"
         tries = await self.counters.get(guard)
-        if tries.value >= self.settings.login_max_failures_per_account:
+        if tries.value >= self.settings.login_max_failures_per_account_ip:
             raise RateLimited(
                 f"Too many wrong current passwords; try again in {tries.retry_after_s} seconds.",
                 retry_after_s=tries.retry_after_s,

@@ -148,6 +148,11 @@ def make_settings(
             "log_json": True,
             "public_url": "http://parley.test",
             "config": default_config,
+            # Tests sign up many users and create many organisations from one address; the
+            # tests of these limits set them explicitly.
+            "signup_limit_per_ip": 100_000,
+            "org_creation_limit_per_ip": 100_000,
+            "max_free_orgs_per_user": 1000,
         }
         values.update(overrides)
         return Settings(**values)

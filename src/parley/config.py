@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     login_delay_base_s: float = 1.0
     login_delay_max_s: float = 8.0
 
+    # Abuse limits on accounts and organisations (per client address, IPv6 per /64)
+    signup_limit_per_ip: int = 10
+    signup_limit_window_s: int = 3600
+    org_creation_limit_per_ip: int = 10
+    org_creation_limit_window_s: int = 3600
+    # Organisations on the free plan a user may have created or own (their personal one
+    # included); operators and `parley admin bootstrap` are not limited.
+    max_free_orgs_per_user: int = 1
+
     # API key principal cache
     key_cache_ttl_s: float = 30.0
     key_last_used_flush_s: float = 5.0

@@ -85,7 +85,13 @@ class AppContext:
         )
         gateway_config = load_config(settings.config)
         billing = BillingService(db, backends.pubsub, overrides=gateway_config.plans, clock=clock)
-        orgs = OrgService(settings, billing=billing, users=AccountDirectory(), clock=clock)
+        orgs = OrgService(
+            settings,
+            billing=billing,
+            users=AccountDirectory(),
+            limiter=backends.limiter,
+            clock=clock,
+        )
         accounts = AccountService(
             settings,
             hasher=hasher,
@@ -114,7 +120,7 @@ class AppContext:
             mail=mail,
             accounts=accounts,
             orgs=orgs,
-            signup=SignUp(accounts=accounts, orgs=orgs),
+            signup=SignUp(settings, accounts=accounts, orgs=orgs, limiter=backends.limiter),
             keys=keys,
             key_cache=key_cache,
             key_usage=key_usage,

@@ -9,6 +9,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts.service import AccountService, ClientInfo, Session
+from parley.address_limits import AddressLimit
+from parley.backends.limits import Limiter
+from parley.config import Settings
 from parley.orgs.service import OrgService
 
 
@@ -18,9 +21,24 @@ def personal_org_name(org_name: str | None, name: str, email: str) -> str:
 
 
 class SignUp:
-    def __init__(self, *, accounts: AccountService, orgs: OrgService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        accounts: AccountService,
+        orgs: OrgService,
+        limiter: Limiter,
+    ) -> None:
         self.accounts = accounts
         self.orgs = orgs
+        self.per_address = AddressLimit(
+            limiter,
+            name="signup",
+            limit=settings.signup_limit_per_ip,
+            window_s=settings.signup_limit_window_s,
+            what="sign-ups",
+            code="too_many_signups",
+        )
 
     async def register(
         self,
@@ -32,6 +50,9 @@ class SignUp:
         org_name: str | None,
         client: ClientInfo,
     ) -> Session:
+        # Every attempt counts, failed ones too: they cost a password hash, and they tell
+        # which emails have accounts.
+        await self.per_address.take(client.ip)
         user = await self.accounts.open_account(session, email=email, password=password, name=name)
         org = await self.orgs.create(
             session,

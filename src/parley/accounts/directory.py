@@ -21,3 +21,8 @@ class AccountDirectory:
 
     async def by_ids(self, session: AsyncSession, user_ids: Sequence[str]) -> dict[str, User]:
         return {u.id: u for u in await repository.get_users(session, user_ids)}
+
+    async def hold(self, session: AsyncSession, user_id: str) -> None:
+        """Lock the user's row until the transaction ends, so checks counted per user (such
+        as free organisations) cannot both pass in two concurrent requests."""
+        await repository.lock_user(session, user_id)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.audit import service as audit
 from parley.audit.actions import AuditAction
+from parley.backends.limits import Limiter
 from parley.billing.service import BillingService
 from parley.config import Settings
 from parley.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
@@ -21,6 +22,7 @@ from parley.kit.emails import normalize_email
 from parley.kit.ids import new_id
 from parley.mail.service import send_email
 from parley.orgs import repository
+from parley.orgs.creation_limits import OrgCreationLimits
 from parley.orgs.models import Invitation, InvitationStatus, Membership, Organization
 from parley.orgs.roles import Action, Role
 from parley.orgs.users import UserDirectory
@@ -59,14 +61,26 @@ class OrgService:
         *,
         billing: BillingService,
         users: UserDirectory,
+        limiter: Limiter,
         clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
         self.billing = billing
         self.users = users
         self.clock = clock
+        self.creation_limits = OrgCreationLimits(
+            settings, billing=billing, users=users, limiter=limiter
+        )
 
     # --- organisations -------------------------------------------------------------------
+
+    async def create_for_user(
+        self, session: AsyncSession, *, owner: User, name: str, client_ip: str | None
+    ) -> Organization:
+        """An organisation a person asks for, within the limits on creating them."""
+        _org_name(name)
+        await self.creation_limits.check(session, owner, client_ip)
+        return await self.create(session, owner=owner, name=name, client_ip=client_ip)
 
     async def create(
         self,
@@ -77,6 +91,7 @@ class OrgService:
         client_ip: str | None,
         personal: bool = False,
     ) -> Organization:
+        """Without limits: for sign-up's personal organisation and operators' tools."""
         name = _org_name(name)
         now = self.clock()
         org = Organization(

@@ -1,5 +1,6 @@
-"""What organisations need to know about users: lookups only, never the accounts service
-(which itself reads memberships), so neither domain imports the other."""
+"""What organisations need to know about users: lookups (and a row lock that writes
+nothing), never the accounts service (which itself reads memberships), so neither domain
+imports the other."""
 
 from __future__ import annotations
 

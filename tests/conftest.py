@@ -29,7 +29,7 @@ from parley.config import Settings
 from parley.db.migrate import upgrade
 from parley.db.models import Base
 from parley.gateway.config import DEFAULT_CONFIG
-from tests.support import ROOMY_PLANS, FakeClock
+from tests.support import ROOMY_PLANS, FakeClock, FakeSleep
 
 PG_ADMIN_DSN = os.environ.get("PARLEY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -108,6 +108,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, stack: str, tmp_path: Path) -> Iterator[str]:
     if stack == "embedded":
         template: Path = request.getfixturevalue("sqlite_template")
@@ -143,6 +148,11 @@ def make_settings(
             "log_json": True,
             "public_url": "http://parley.test",
             "config": default_config,
+            # Tests sign up many users and create many organisations from one address; the
+            # tests of these limits set them explicitly.
+            "signup_limit_per_ip": 100_000,
+            "org_creation_limit_per_ip": 100_000,
+            "max_free_orgs_per_user": 1000,
         }
         values.update(overrides)
         return Settings(**values)
@@ -169,8 +179,10 @@ async def redis_cleanup(settings: Settings) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def app(settings: Settings, clock: FakeClock, redis_cleanup: None) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, clock=clock, configure_logs=False)
+async def app(
+    settings: Settings, clock: FakeClock, sleep: FakeSleep, redis_cleanup: None
+) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, clock=clock, sleep=sleep, configure_logs=False)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -40,6 +40,16 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
+class FakeSleep:
+    """An injectable sleep that returns at once and remembers what it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
 def bearer(token: str, org_id: str | None = None) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {token}"}
     if org_id:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from parley.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from parley.http import errors, health, openapi, webapp
 from parley.http.middleware import ParleyAPI
 from parley.keys import api as keys_api
-from parley.kit.clock import Clock, utcnow
+from parley.kit.clock import Clock, Sleep, utcnow
 from parley.logging import configure_logging
 from parley.orgs import api as orgs_api
 from parley.usage import api as usage_api
@@ -36,13 +37,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     clock: Clock = utcnow,
+    sleep: Sleep = asyncio.sleep,
     configure_logs: bool = True,
     web_dir: Path | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
-    ctx = AppContext.build(settings, clock=clock)
+    ctx = AppContext.build(settings, clock=clock, sleep=sleep)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from parley.accounts.service import find_user_by_email
+from parley.accounts.directory import AccountDirectory
 from parley.context import AppContext
 from parley.errors import InvalidRequest
 from parley.kit.passwords import password_problem
@@ -29,7 +29,7 @@ class Bootstrapped:
 async def bootstrap(ctx: AppContext, *, email: str, password: str, org_name: str) -> Bootstrapped:
     org_name = org_name.strip()  # as the organisation stores it, so a rerun finds it
     async with ctx.db.session() as session:
-        user = await find_user_by_email(session, email)
+        user = await AccountDirectory().find_by_email(session, email)
         user_created = user is None
         if user is None:
             try:

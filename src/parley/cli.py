@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from parley.accounts.service import find_user_by_email
+from parley.accounts.directory import AccountDirectory
 from parley.config import Settings
 from parley.context import AppContext
 from parley.errors import NotFound, ParleyError
@@ -188,7 +188,7 @@ def grant_operator_cmd(
 
     async def grant(ctx: AppContext) -> str:
         async with ctx.db.session() as session:
-            user = await find_user_by_email(session, email)
+            user = await AccountDirectory().find_by_email(session, email)
             if user is None:
                 raise NotFound(f"No user with email {email}.")
             user.is_platform_admin = True

@@ -50,10 +50,25 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = 65_536
     argon2_parallelism: int = 4
 
-    # Failed-login throttling
-    login_max_failures_per_account: int = 5
+    # Failed-login throttling: per (account, client address) and per address across accounts.
+    # No cap per account across all addresses: anyone could use it to lock a user out.
+    login_max_failures_per_account_ip: int = 5
     login_max_failures_per_ip: int = 20
     login_failure_window_s: int = 900
+    # Progressive delay: after this many failures of an (account, address), each attempt
+    # waits base * 2^(failures - free) seconds, at most the max, before it is answered.
+    login_delay_free_failures: int = 2
+    login_delay_base_s: float = 1.0
+    login_delay_max_s: float = 8.0
+
+    # Abuse limits on accounts and organisations (per client address, IPv6 per /64)
+    signup_limit_per_ip: int = 10
+    signup_limit_window_s: int = 3600
+    org_creation_limit_per_ip: int = 10
+    org_creation_limit_window_s: int = 3600
+    # Organisations on the free plan a user may have created or own (their personal one
+    # included); operators and `parley admin bootstrap` are not limited.
+    max_free_orgs_per_user: int = 1
 
     # API key principal cache
     key_cache_ttl_s: float = 30.0

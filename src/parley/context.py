@@ -5,11 +5,13 @@ Built once by `create_app` (or the worker) and passed down; nothing lives in mod
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
 
+from parley.accounts.directory import AccountDirectory
 from parley.accounts.service import AccountService
 from parley.backends.factory import Backends, build_backends
 from parley.billing.service import BillingService
@@ -24,13 +26,14 @@ from parley.gateway.service import GatewayService
 from parley.jobs.worker import Handler, Worker
 from parley.keys.cache import KeyCache, KeyUsageTracker
 from parley.keys.service import KeyService
-from parley.kit.clock import Clock, utcnow
+from parley.kit.clock import Clock, Sleep, utcnow
 from parley.kit.jwt import AccessTokenSigner
 from parley.kit.netguard import FetchGuard
 from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
 from parley.mail.transport import MailTransport, OutboxTransport, SmtpTransport
 from parley.orgs.service import OrgService
+from parley.signup import SignUp
 from parley.usage.quotas import QuotaService
 from parley.usage.recorder import UsageRecorder
 from parley.usage.service import UsageService
@@ -46,6 +49,7 @@ class AppContext:
     mail: MailTransport
     accounts: AccountService
     orgs: OrgService
+    signup: SignUp
     keys: KeyService
     key_cache: KeyCache
     key_usage: KeyUsageTracker
@@ -61,7 +65,9 @@ class AppContext:
     worker: Worker | None = field(default=None)
 
     @classmethod
-    def build(cls, settings: Settings, *, clock: Clock = utcnow) -> AppContext:
+    def build(
+        cls, settings: Settings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep
+    ) -> AppContext:
         db = Database(settings.resolved_database_url, sqlite_pragmas=settings.sqlite_pragmas)
         backends = build_backends(settings)
         mail: MailTransport
@@ -81,14 +87,22 @@ class AppContext:
         )
         gateway_config = load_config(settings.config)
         billing = BillingService(db, backends.pubsub, overrides=gateway_config.plans, clock=clock)
-        orgs = OrgService(settings, billing=billing, clock=clock)
+        orgs = OrgService(
+            settings,
+            billing=billing,
+            users=AccountDirectory(),
+            limiter=backends.limiter,
+            clock=clock,
+        )
         accounts = AccountService(
             settings,
             hasher=hasher,
             signer=signer,
             counters=backends.counters,
-            orgs=orgs,
+            limiter=backends.limiter,
+            memberships=orgs,
             clock=clock,
+            sleep=sleep,
         )
         key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
@@ -114,6 +128,7 @@ class AppContext:
             mail=mail,
             accounts=accounts,
             orgs=orgs,
+            signup=SignUp(settings, accounts=accounts, orgs=orgs, limiter=backends.limiter),
             keys=keys,
             key_cache=key_cache,
             key_usage=key_usage,

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from parley.app import create_app
 from parley.config import Settings
-from tests.support import FakeClock
+from tests.support import FakeClock, FakeSleep
 
 TEST_IP = "203.0.113.7"
 
@@ -31,6 +31,7 @@ async def _exit_stack() -> AsyncIterator[AsyncExitStack]:
 def make_app(
     make_settings: Callable[..., Settings],
     clock: FakeClock,
+    sleep: FakeSleep,
     redis_cleanup: None,
     _exit_stack: AsyncExitStack,
 ) -> AppFactory:
@@ -41,7 +42,7 @@ def make_app(
 
     async def make(**overrides: Any) -> FastAPI:
         settings = make_settings(**{"run_worker": False, **overrides})
-        app = create_app(settings, clock=clock, configure_logs=False)
+        app = create_app(settings, clock=clock, sleep=sleep, configure_logs=False)
         await _exit_stack.enter_async_context(app.router.lifespan_context(app))
         return app
 

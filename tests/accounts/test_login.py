@@ -1,4 +1,5 @@
-"""POST /v1/auth/login: sign-in, no user enumeration, and failed-login throttling."""
+"""POST /v1/auth/login: sign-in, no user enumeration, and failed-login throttling per
+(account, address) and per address, with a progressive delay."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import httpx
 
 from tests.accounts.conftest import AppFactory, ClientFactory
 from tests.accounts.helpers import login, me
-from tests.support import PASSWORD, assert_error, register, unique_email
+from tests.support import PASSWORD, FakeSleep, assert_error, register, unique_email
 
 WRONG = "not the right passphrase"
 
@@ -104,16 +105,88 @@ async def test_unknown_email_is_throttled_like_a_real_one(client: httpx.AsyncCli
     _assert_throttled(await login(client, email, WRONG), 900)
 
 
-async def test_account_throttle_applies_from_every_address(
+async def test_guesses_from_one_address_do_not_lock_the_owner_out_from_another(
+    make_app: AppFactory, connect: ClientFactory, sleep: FakeSleep
+) -> None:
+    app = await make_app()
+    owner_client = await connect(app, "198.51.100.1")
+    attacker = await connect(app, "198.51.100.2")
+    account = await register(owner_client)
+    for _ in range(5):
+        assert (await login(attacker, account.email, WRONG)).status_code == 401
+    # The attacker's address is locked out of this account, even with the right password...
+    _assert_throttled(await login(attacker, account.email, PASSWORD), 900)
+    # ...while the owner, from an address that has not failed, signs in without waiting.
+    waits_before = len(sleep.calls)
+    response = await login(owner_client, account.email, PASSWORD)
+    assert response.status_code == 200, response.text
+    assert sleep.calls[waits_before:] == []
+    # A typo of the owner's own does not lock them out either.
+    assert (await login(owner_client, account.email, WRONG)).status_code == 401
+    assert (await login(owner_client, account.email, PASSWORD)).status_code == 200
+
+
+async def test_an_ipv6_subscriber_is_one_address_for_its_whole_64(
     make_app: AppFactory, connect: ClientFactory
 ) -> None:
     app = await make_app()
-    first = await connect(app, "198.51.100.1")
-    second = await connect(app, "198.51.100.2")
-    account = await register(first)
+    account = await register(await connect(app, "198.51.100.1"))
+    for host in range(1, 6):  # five addresses of one /64: one address to the limits
+        client = await connect(app, f"2001:db8:1:2::{host}")
+        assert (await login(client, account.email, WRONG)).status_code == 401
+    rotated = await connect(app, "2001:db8:1:2:ffff::99")
+    _assert_throttled(await login(rotated, account.email, PASSWORD), 900)
+    elsewhere = await connect(app, "2001:db8:1:3::1")
+    assert (await login(elsewhere, account.email, PASSWORD)).status_code == 200
+
+
+async def test_parallel_guesses_cannot_slip_past_the_limit(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    answers = await asyncio.gather(*(login(client, account.email, WRONG) for _ in range(12)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [401] * 5 + [429] * 7, statuses
+    _assert_throttled(await login(client, account.email, PASSWORD), 900)
+
+
+async def test_failures_beyond_the_first_two_delay_every_answer(
+    client: httpx.AsyncClient, sleep: FakeSleep
+) -> None:
+    account = await register(client)
+    for _ in range(2):
+        assert (await login(client, account.email, WRONG)).status_code == 401
+    assert sleep.calls == []
+    for _ in range(2):
+        assert (await login(client, account.email, WRONG)).status_code == 401
+    assert sleep.calls == [1.0, 2.0]
+    # The right password waits too (the wait comes before the check, so that giving up
+    # early reveals nothing), and then the slate is clean.
+    assert (await login(client, account.email, PASSWORD)).status_code == 200
+    assert sleep.calls == [1.0, 2.0, 4.0]
+    assert (await login(client, account.email, WRONG)).status_code == 401
+    assert sleep.calls == [1.0, 2.0, 4.0]
+    # A refused attempt is answered at once.
+    other = await register(client)
     for _ in range(5):
-        assert (await login(first, account.email, WRONG)).status_code == 401
-    _assert_throttled(await login(second, account.email, PASSWORD), 900)
+        await login(client, other.email, WRONG)
+    waits = len(sleep.calls)
+    _assert_throttled(await login(client, other.email, WRONG), 900)
+    assert len(sleep.calls) == waits
+
+
+async def test_the_delay_is_bounded(
+    make_app: AppFactory, connect: ClientFactory, sleep: FakeSleep
+) -> None:
+    app = await make_app(
+        login_max_failures_per_account_ip=9,
+        login_delay_free_failures=1,
+        login_delay_base_s=0.5,
+        login_delay_max_s=3,
+    )
+    client = await connect(app)
+    account = await register(client)
+    for _ in range(9):
+        assert (await login(client, account.email, WRONG)).status_code == 401
+    assert sleep.calls == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 3.0]
 
 
 async def test_success_resets_the_account_counter(client: httpx.AsyncClient) -> None:
@@ -130,7 +203,7 @@ async def test_success_resets_the_account_counter(client: httpx.AsyncClient) -> 
 async def test_an_address_is_throttled_across_accounts(
     make_app: AppFactory, connect: ClientFactory
 ) -> None:
-    app = await make_app(login_max_failures_per_ip=3, login_max_failures_per_account=100)
+    app = await make_app(login_max_failures_per_ip=3, login_max_failures_per_account_ip=100)
     attacker = await connect(app, "198.51.100.66")
     bystander = await connect(app, "198.51.100.77")
     accounts = [await register(bystander) for _ in range(3)]
@@ -148,7 +221,7 @@ async def test_an_address_is_throttled_across_accounts(
 async def test_success_does_not_reset_the_address_counter(
     make_app: AppFactory, connect: ClientFactory
 ) -> None:
-    app = await make_app(login_max_failures_per_ip=3, login_max_failures_per_account=100)
+    app = await make_app(login_max_failures_per_ip=3, login_max_failures_per_account_ip=100)
     client = await connect(app, "198.51.100.9")
     account = await register(client)
     for _ in range(2):
@@ -161,7 +234,7 @@ async def test_success_does_not_reset_the_address_counter(
 async def test_throttle_lifts_when_the_window_passes(
     make_app: AppFactory, connect: ClientFactory
 ) -> None:
-    app = await make_app(login_failure_window_s=1, login_max_failures_per_account=2)
+    app = await make_app(login_failure_window_s=1, login_max_failures_per_account_ip=2)
     client = await connect(app)
     account = await register(client)
     for _ in range(2):

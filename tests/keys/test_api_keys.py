@@ -274,7 +274,7 @@ async def test_key_acts_in_exactly_its_own_org(client: httpx.AsyncClient) -> Non
 async def test_admin_key_manages_keys_of_its_org_only(client: httpx.AsyncClient) -> None:
     owner = await register(client)
     second = await new_org(client, owner)
-    admin_key = await create_key(client, owner, scopes=["admin"])
+    admin_key = await create_key(client, owner, scopes=["admin", "inference"])
     other = await create_key(client, owner, scopes=["inference"])
     await create_key(client, owner, org_id=second)
     headers = bearer(admin_key["key"])
@@ -293,6 +293,40 @@ async def test_admin_key_manages_keys_of_its_org_only(client: httpx.AsyncClient)
     assert made.status_code == 201, made.text
     assert made.json()["org_id"] == owner.org_id
     assert made.json()["created_by"] == admin_key["id"]
+
+
+async def test_a_key_creates_keys_only_within_its_own_scopes(client: httpx.AsyncClient) -> None:
+    owner = await register(client)
+    admin_only = bearer((await create_key(client, owner, scopes=["admin"]))["key"])
+    wider = await client.post(
+        "/v1/api-keys",
+        json={"name": "wider", "scopes": ["admin", "knowledge", "inference"]},
+        headers=admin_only,
+    )
+    error = assert_error(wider, 403, "permission_error", "scopes_exceed_own")
+    assert error["param"] == "scopes"
+    assert "lacks inference, knowledge." in error["message"]
+    assert "(admin)" in error["message"]
+    same = await client.post(
+        "/v1/api-keys", json={"name": "same", "scopes": ["admin"]}, headers=admin_only
+    )
+    assert same.status_code == 201, same.text
+
+    broad = bearer(
+        (await create_key(client, owner, scopes=["admin", "inference", "knowledge"]))["key"]
+    )
+    narrower = await client.post(
+        "/v1/api-keys", json={"name": "narrower", "scopes": ["knowledge"]}, headers=broad
+    )
+    assert narrower.status_code == 201, narrower.text
+    assert narrower.json()["scopes"] == ["knowledge"]
+    # The refused key was never made; a person with the right role may grant any scopes.
+    listed = await client.get("/v1/api-keys", headers=owner.headers)
+    assert "wider" not in {k["name"] for k in listed.json()["data"]}
+    everything = await create_key(
+        client, owner, scopes=["admin", "conversations", "inference", "knowledge"]
+    )
+    assert everything["created_by"] == owner.user_id
 
 
 async def test_inference_key_cannot_manage_keys(client: httpx.AsyncClient) -> None:

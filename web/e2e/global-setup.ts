@@ -67,6 +67,8 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
       PARLEY_LOG_LEVEL: "WARNING",
       PARLEY_ARGON2_TIME_COST: "1",
       PARLEY_ARGON2_MEMORY_KIB: "8192",
+      // Room for the second organisation the tests create (one free one by default).
+      PARLEY_MAX_FREE_ORGS_PER_USER: "2",
     },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -94,7 +94,7 @@ def token_response(s: Session) -> TokenResponse:
 @auth.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 409, 413, 422),
+    responses=error_responses(400, 409, 413, 422, 429),
     summary="Create an account (and its personal organisation)",
 )
 async def register(
@@ -105,7 +105,7 @@ async def register(
     request: Request,
     response: Response,
 ) -> TokenResponse:
-    result = await ctx.accounts.register(
+    result = await ctx.signup.register(
         session,
         email=body.email,
         password=body.password,

@@ -49,3 +49,7 @@ async def revoke_all_for_user(
     if except_family is not None:
         stmt = stmt.where(RefreshToken.family_id != except_family)
     await session.execute(stmt.values(revoked_at=now))
+
+
+async def lock_user(session: AsyncSession, user_id: str) -> None:
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())

@@ -1,20 +1,25 @@
-"""Sign-up, sign-in, rotating refresh tokens, password changes and profiles."""
+"""Accounts, sign-in, rotating refresh tokens, password changes and profiles.
+
+Signing up (an account with its personal organisation) is its own use case: parley.signup.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.accounts import repository
+from parley.accounts.login_throttle import LoginThrottle
+from parley.accounts.memberships import Memberships
 from parley.accounts.models import RefreshToken, User
 from parley.audit import service as audit
 from parley.audit.actions import AuditAction
 from parley.backends.counters import Counters
+from parley.backends.limits import Limiter
 from parley.config import Settings
 from parley.errors import (
     AuthenticationFailed,
@@ -23,15 +28,13 @@ from parley.errors import (
     NotFound,
     RateLimited,
 )
-from parley.kit.clock import Clock, utcnow
+from parley.kit.clock import Clock, Sleep, utcnow
 from parley.kit.crypto import random_token, sha256_hex
+from parley.kit.emails import normalize_email
 from parley.kit.ids import new_id
 from parley.kit.jwt import AccessClaims, AccessTokenSigner, TokenExpired, TokenInvalid
 from parley.kit.passwords import PasswordHasherService, password_problem
 from parley.principal import Actor
-
-if TYPE_CHECKING:
-    from parley.orgs.service import OrgService
 
 REFRESH_PREFIX = "rt_"
 BAD_CREDENTIALS = "Incorrect email or password."
@@ -54,25 +57,6 @@ class ClientInfo:
     user_agent: str | None = None
 
 
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-# Read-only lookups other domains use instead of the accounts tables.
-
-
-async def find_user(session: AsyncSession, user_id: str) -> User | None:
-    return await repository.get_user(session, user_id)
-
-
-async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
-    return await repository.get_user_by_email(session, normalize_email(email))
-
-
-async def users_by_ids(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, User]:
-    return {u.id: u for u in await repository.get_users(session, user_ids)}
-
-
 def _email_taken() -> Conflict:
     return Conflict(
         "An account with this email already exists; log in instead.",
@@ -89,42 +73,31 @@ class AccountService:
         hasher: PasswordHasherService,
         signer: AccessTokenSigner,
         counters: Counters,
-        orgs: OrgService,
+        limiter: Limiter,
+        memberships: Memberships,
         clock: Clock = utcnow,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.hasher = hasher
         self.signer = signer
         self.counters = counters
-        self.orgs = orgs
+        self.memberships = memberships
         self.clock = clock
+        self.login_throttle = LoginThrottle(settings, limiter, sleep=sleep)
 
-    # --- sign-up and sign-in -------------------------------------------------------------
+    # --- accounts and sign-in ------------------------------------------------------------
 
-    async def register(
-        self,
-        session: AsyncSession,
-        *,
-        email: str,
-        password: str,
-        name: str,
-        org_name: str | None,
-        client: ClientInfo,
-    ) -> Session:
+    async def open_account(
+        self, session: AsyncSession, *, email: str, password: str, name: str
+    ) -> User:
+        """A new user, after the checks a person signing up gets answers to."""
         email = normalize_email(email)
         if problem := password_problem(password, email=email):
             raise InvalidRequest(problem, code="weak_password", param="password")
         if await repository.get_user_by_email(session, email) is not None:
             raise _email_taken()
-        name = name.strip()
-        user = await self.create_user(session, email=email, password=password, name=name)
-        # A blank org_name (like a missing one) means the default name.
-        personal = (org_name or "").strip() or f"{name or email.split('@', 1)[0]}'s organisation"
-        org = await self.orgs.create(
-            session, owner=user, name=personal, client_ip=client.ip, personal=True
-        )
-        user.default_org_id = org.id
-        return await self._start_session(session, user, client)
+        return await self.create_user(session, email=email, password=password, name=name)
 
     async def create_user(
         self, session: AsyncSession, *, email: str, password: str, name: str = ""
@@ -152,28 +125,13 @@ class AccountService:
         self, session: AsyncSession, *, email: str, password: str, client: ClientInfo
     ) -> Session:
         email = normalize_email(email)
-        account_key = f"login:acct:{sha256_hex(email)}"
-        ip_key = f"login:ip:{client.ip or 'unknown'}"
-        window = self.settings.login_failure_window_s
-        for key, limit in (
-            (account_key, self.settings.login_max_failures_per_account),
-            (ip_key, self.settings.login_max_failures_per_ip),
-        ):
-            count = await self.counters.get(key)
-            if count.value >= limit:
-                raise RateLimited(
-                    "Too many failed login attempts; try again in "
-                    f"{count.retry_after_s} seconds or reset your password.",
-                    retry_after_s=count.retry_after_s,
-                    code="too_many_login_attempts",
-                )
-
+        # Counted (and delayed) before the database is touched: no connection is held while
+        # a throttled client waits.
+        attempt = await self.login_throttle.begin(email, client.ip)
         user = await repository.get_user_by_email(session, email)
         ok = await self.hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok or not user.is_active:
-            await self.counters.incr(account_key, window)
-            await self.counters.incr(ip_key, window)
-            org_ids = await self.orgs.org_ids_of(session, user.id) if user else [None]
+            org_ids = await self.memberships.org_ids_of(session, user.id) if user else [None]
             audit.record(
                 session,
                 AuditAction.LOGIN_FAILED,
@@ -188,19 +146,19 @@ class AccountService:
             error.keep_changes = True
             raise error
 
-        await self.counters.delete(account_key)
+        await self.login_throttle.succeeded(attempt)
         if self.hasher.needs_rehash(user.password_hash):
             user.password_hash = await self.hasher.hash(password)
         audit.record(
             session,
             AuditAction.LOGIN,
-            org_ids=await self.orgs.org_ids_of(session, user.id),
+            org_ids=await self.memberships.org_ids_of(session, user.id),
             actor=Actor(user_id=user.id),
             ip=client.ip,
             target_type="user",
             target_id=user.id,
         )
-        return await self._start_session(session, user, client)
+        return await self.start_session(session, user, client)
 
     # --- refresh-token rotation ----------------------------------------------------------
 
@@ -222,7 +180,7 @@ class AccountService:
             audit.record(
                 session,
                 AuditAction.REFRESH_TOKEN_REUSED,
-                org_ids=await self.orgs.org_ids_of(session, current.user_id),
+                org_ids=await self.memberships.org_ids_of(session, current.user_id),
                 actor=Actor(user_id=current.user_id),
                 ip=client.ip,
                 target_type="user",
@@ -236,7 +194,7 @@ class AccountService:
         if user is None or not user.is_active:
             raise invalid
         current.used_at = now
-        return await self._start_session(session, user, client, family_id=current.family_id)
+        return await self.start_session(session, user, client, family_id=current.family_id)
 
     async def logout(
         self, session: AsyncSession, *, refresh_token: str, client: ClientInfo
@@ -249,14 +207,14 @@ class AccountService:
         audit.record(
             session,
             AuditAction.LOGOUT,
-            org_ids=await self.orgs.org_ids_of(session, token.user_id),
+            org_ids=await self.memberships.org_ids_of(session, token.user_id),
             actor=Actor(user_id=token.user_id),
             ip=client.ip,
             target_type="user",
             target_id=token.user_id,
         )
 
-    async def _start_session(
+    async def start_session(
         self,
         session: AsyncSession,
         user: User,
@@ -334,7 +292,7 @@ class AccountService:
         if name is not None:
             user.name = name.strip()
         if default_org_id is not None:
-            if await self.orgs.role_of(session, default_org_id, user.id) is None:
+            if await self.memberships.role_of(session, default_org_id, user.id) is None:
                 raise NotFound(
                     f"No organisation {default_org_id} among yours.",
                     code="org_not_found",
@@ -356,7 +314,7 @@ class AccountService:
         # A stolen access token must not buy unlimited guesses at the password.
         guard = f"pwchange:{user.id}"
         tries = await self.counters.get(guard)
-        if tries.value >= self.settings.login_max_failures_per_account:
+        if tries.value >= self.settings.login_max_failures_per_account_ip:
             raise RateLimited(
                 f"Too many wrong current passwords; try again in {tries.retry_after_s} seconds.",
                 retry_after_s=tries.retry_after_s,
@@ -386,7 +344,7 @@ class AccountService:
         audit.record(
             session,
             AuditAction.PASSWORD_CHANGED,
-            org_ids=await self.orgs.org_ids_of(session, user.id),
+            org_ids=await self.memberships.org_ids_of(session, user.id),
             actor=Actor(user_id=user.id),
             ip=client.ip,
             target_type="user",

@@ -43,3 +43,12 @@ async def notices(
 ) -> Sequence[QuotaNotice]:
     stmt = scoped(QuotaNotice, org_id).where(QuotaNotice.period_start == period_start)
     return (await session.scalars(stmt.order_by(QuotaNotice.id))).all()
+
+
+async def plan_ids(session: AsyncSession, org_ids: Sequence[str]) -> dict[str, str]:
+    """Each listed organisation's plan (those without a subscription are left out); the
+    ids come from the caller's own memberships, so no other tenant is read."""
+    if not org_ids:
+        return {}
+    stmt = select(Subscription.org_id, Subscription.plan_id).where(Subscription.org_id.in_(org_ids))
+    return dict((await session.execute(stmt)).all())

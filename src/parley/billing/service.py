@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -261,6 +262,12 @@ class BillingService:
 
     async def stop(self) -> None:
         await self._listener.stop()
+
+    async def count_on_free_plan(self, session: AsyncSession, org_ids: Sequence[str]) -> int:
+        """How many of these organisations are on the free plan (without a subscription
+        yet, an organisation starts on it)."""
+        plans = await repository.plan_ids(session, org_ids)
+        return sum(1 for org_id in set(org_ids) if plans.get(org_id, DEFAULT_PLAN) == DEFAULT_PLAN)
 
     # --- seats, storage, notices ---------------------------------------------------------
 

@@ -13,7 +13,13 @@ from parley.audit import service as audit
 from parley.audit.actions import AuditAction
 from parley.db.engine import Database
 from parley.db.unit import after_commit
-from parley.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from parley.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from parley.keys import repository
 from parley.keys.cache import CachedKey, KeyCache, KeyUsageTracker
 from parley.keys.models import ApiKey
@@ -37,6 +43,22 @@ class CreatedKey:
 
 def looks_like_api_key(token: str) -> bool:
     return token.startswith(KEY_PREFIX)
+
+
+def _check_within_own_scopes(ctx: OrgContext, scopes: Sequence[Scope]) -> None:
+    """An API key may create keys only within its own scopes, so a leaked key cannot mint a
+    stronger one; a person's role allows any scopes."""
+    if ctx.actor.api_key_id is None:
+        return
+    lacking = sorted({s.value for s in scopes} - {s.value for s in ctx.actor.scopes})
+    if lacking:
+        own = ", ".join(sorted(s.value for s in ctx.actor.scopes))
+        raise PermissionDenied(
+            f"This API key may create keys only within its own scopes ({own}); it lacks "
+            f"{', '.join(lacking)}. Ask an admin to create that key with their own sign-in.",
+            code="scopes_exceed_own",
+            param="scopes",
+        )
 
 
 class KeyService:
@@ -66,6 +88,7 @@ class KeyService:
                 "Give the key at least one scope: " + ", ".join(s.value for s in Scope) + ".",
                 param="scopes",
             )
+        _check_within_own_scopes(ctx, scopes)
         if expires_at is not None:
             if expires_at <= now:
                 raise InvalidRequest("expires_at must be in the future.", param="expires_at")

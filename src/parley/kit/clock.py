@@ -1,11 +1,13 @@
-"""Time is UTC everywhere; the clock is injectable so tests can move it."""
+"""Time is UTC everywhere; the clock and sleeping are injectable so tests can control them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 Clock = Callable[[], datetime]
+# Waits that tests replace (asyncio.sleep in production).
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def utcnow() -> datetime:

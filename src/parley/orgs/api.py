@@ -75,13 +75,13 @@ async def list_orgs(ctx: Ctx, session: DbSession, actor: CurrentActor) -> Page[O
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(401, 403, 422),
-    summary="Create an organisation (you become its owner)",
+    responses=error_responses(400, 401, 403, 409, 422, 429),
+    summary="Create an organisation (you become its owner; free-plan ones are limited)",
 )
 async def create_org(
     body: CreateOrgRequest, ctx: Ctx, session: DbSession, user: CurrentUser, client: Client
 ) -> OrgOut:
-    org = await ctx.orgs.create(session, owner=user, name=body.name, client_ip=client.ip)
+    org = await ctx.orgs.create_for_user(session, owner=user, name=body.name, client_ip=client.ip)
     return org_out(org, Role.OWNER)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.query import paginate, scoped
@@ -34,6 +34,16 @@ async def memberships_of_user(
 
 async def org_ids_of_user(session: AsyncSession, user_id: str) -> list[str]:
     stmt = select(Membership.org_id).where(Membership.user_id == user_id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def org_ids_created_or_owned_by(session: AsyncSession, user_id: str) -> list[str]:
+    owned = select(Membership.org_id).where(
+        Membership.user_id == user_id, Membership.role == "owner"
+    )
+    stmt = select(Organization.id).where(
+        or_(Organization.created_by == user_id, Organization.id.in_(owned))
+    )
     return list((await session.scalars(stmt)).all())
 
 

@@ -10,19 +10,22 @@ from urllib.parse import quote
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from parley.accounts import service as accounts
 from parley.audit import service as audit
 from parley.audit.actions import AuditAction
+from parley.backends.limits import Limiter
 from parley.billing.service import BillingService
 from parley.config import Settings
 from parley.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from parley.kit.clock import Clock, utcnow
 from parley.kit.crypto import random_token, sha256_hex
+from parley.kit.emails import normalize_email
 from parley.kit.ids import new_id
 from parley.mail.service import send_email
 from parley.orgs import repository
+from parley.orgs.creation_limits import OrgCreationLimits
 from parley.orgs.models import Invitation, InvitationStatus, Membership, Organization
 from parley.orgs.roles import Action, Role
+from parley.orgs.users import UserDirectory
 from parley.principal import Actor, OrgContext
 
 if TYPE_CHECKING:
@@ -45,15 +48,39 @@ def invitation_status(invitation: Invitation, now_ts: float) -> str:
     return invitation.status
 
 
+def _org_name(name: str) -> str:
+    if not name.strip():
+        raise InvalidRequest("Organisation name must not be empty.", param="name")
+    return name.strip()
+
+
 class OrgService:
     def __init__(
-        self, settings: Settings, *, billing: BillingService, clock: Clock = utcnow
+        self,
+        settings: Settings,
+        *,
+        billing: BillingService,
+        users: UserDirectory,
+        limiter: Limiter,
+        clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
         self.billing = billing
+        self.users = users
         self.clock = clock
+        self.creation_limits = OrgCreationLimits(
+            settings, billing=billing, users=users, limiter=limiter
+        )
 
     # --- organisations -------------------------------------------------------------------
+
+    async def create_for_user(
+        self, session: AsyncSession, *, owner: User, name: str, client_ip: str | None
+    ) -> Organization:
+        """An organisation a person asks for, within the limits on creating them."""
+        _org_name(name)
+        await self.creation_limits.check(session, owner, client_ip)
+        return await self.create(session, owner=owner, name=name, client_ip=client_ip)
 
     async def create(
         self,
@@ -64,9 +91,8 @@ class OrgService:
         client_ip: str | None,
         personal: bool = False,
     ) -> Organization:
-        name = name.strip()
-        if not name:
-            raise InvalidRequest("Organisation name must not be empty.", param="name")
+        """Without limits: for sign-up's personal organisation and operators' tools."""
+        name = _org_name(name)
         now = self.clock()
         org = Organization(
             id=new_id("org"),
@@ -129,9 +155,7 @@ class OrgService:
     async def update(self, session: AsyncSession, ctx: OrgContext, *, name: str) -> Organization:
         ctx.require(Action.ORG_UPDATE)
         org = await self.get(session, ctx)
-        if not name.strip():
-            raise InvalidRequest("Organisation name must not be empty.", param="name")
-        org.name = name.strip()
+        org.name = _org_name(name)
         org.updated_at = self.clock()
         audit.record_in(
             session, ctx, AuditAction.ORG_UPDATED, target_type="organization", target_id=org.id
@@ -147,7 +171,7 @@ class OrgService:
         members, has_more = await repository.list_members(
             session, ctx.org_id, limit=limit, after=after
         )
-        users = await accounts.users_by_ids(session, [m.user_id for m in members])
+        users = await self.users.by_ids(session, [m.user_id for m in members])
         return [(m, users[m.user_id]) for m in members if m.user_id in users], has_more
 
     async def _member(self, session: AsyncSession, ctx: OrgContext, user_id: str) -> Membership:
@@ -220,7 +244,7 @@ class OrgService:
         )
 
     async def _user(self, session: AsyncSession, user_id: str) -> User:
-        user = await accounts.find_user(session, user_id)
+        user = await self.users.find(session, user_id)
         if user is None:
             raise NotFound(f"No member {user_id} in this organisation.", code="member_not_found")
         return user
@@ -235,8 +259,8 @@ class OrgService:
         # Serialise invitations to this organisation: two at once for the same email would
         # otherwise both pass the pending check below and both be sent.
         await repository.lock_org(session, ctx.org_id)
-        email = accounts.normalize_email(email)
-        existing_user = await accounts.find_user_by_email(session, email)
+        email = normalize_email(email)
+        existing_user = await self.users.find_by_email(session, email)
         if existing_user and await repository.get_membership(session, ctx.org_id, existing_user.id):
             raise Conflict(
                 f"{email} is already a member of this organisation.", code="already_member"

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from parley.gateway.providers.http1 import BrokenBody, Disconnected, Pool
+from parley.gateway.providers._http1 import BrokenBody, Disconnected, Pool
 
 Answer = Callable[[bytes], bytes | None]  # request bytes -> response bytes (None: hang up)
 

@@ -816,7 +816,10 @@ def _parse_proxy(scheme: str, url: str) -> _Proxy:
 
 def _describe(exc: OSError, origin: _Origin, proxy: _Proxy | None) -> str:
     where = origin.authority if proxy is None else f"the proxy for {origin.authority}"
-    reason = getattr(exc, "verify_message", None) or exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"certificate verify failed: {exc.verify_message}"
+    else:
+        reason = exc.strerror or str(exc) or type(exc).__name__
     return f"could not connect to {where}: {reason}"
 
 

@@ -123,12 +123,17 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        # Copied out of `limits`: the parser callbacks run for every response.
+        self._max_body = limits.max_body_bytes
+        self._max_body_digits = len(str(limits.max_body_bytes))
+        self._max_head = limits.max_header_bytes
+        self._max_headers = limits.max_headers
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reset = False  # lost with an error (a reset) rather than a clean close
         self.idle_since = 0.0
-        self._poll: select.poll | None = None
+        self.poll: select.poll | None = None  # readiness of the socket, without the loop
         self._waiter: asyncio.Future[None] | None = None
         self.begin()
         self.expecting = False  # no request sent yet
@@ -141,7 +146,6 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.body_bytes = 0
         self.head_bytes = 0  # everything received before the end of the head
-        self.header_bytes = 0  # the header lines themselves
         self.headers_done = False
         self.keep_alive = False
         self.complete = False
@@ -152,14 +156,6 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         if self.closed:  # lost while it waited to be used
             self.error = Disconnected("the connection closed before a response")
-
-    def stale(self) -> bool:
-        """Whether an idle connection is unusable: closed, or with something to read (the
-        server's close, or bytes nobody asked for) that the loop has not handled yet."""
-        transport = self.transport
-        if self.closed or transport is None or transport.is_closing():
-            return True
-        return bool(self._poll is not None and self._poll.poll(0))
 
     def send(self, data: bytes) -> None:
         assert self.transport is not None
@@ -190,7 +186,8 @@ class _Connection(asyncio.Protocol):
         body = b"".join(self.chunks)
         self.chunks.clear()
         self.buffered = 0
-        self.resume()
+        if self._paused:
+            self.resume()
         return body
 
     def resume(self) -> None:
@@ -215,14 +212,15 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            self._poll = select.poll()
-            self._poll.register(sock.fileno(), select.POLLIN)
+            self.poll = select.poll()
+            self.poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
-        if not self.expecting:
-            self.close()  # bytes nobody asked for: the connection cannot be trusted
-            return
-        if not self.headers_done:
+        in_head = not self.headers_done
+        if in_head:
+            if not self.expecting:
+                self.close()  # bytes nobody asked for: the connection cannot be trusted
+                return
             self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -238,7 +236,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self._abort(BadResponse(f"malformed HTTP response: {exc}"))
             return
-        if not self.headers_done and self.head_bytes > self.limits.max_header_bytes:
+        if in_head and not self.headers_done and self.head_bytes > self._max_head:
             # One header line that never ends would otherwise grow in the parser.
             self._abort(self._head_too_large())
 
@@ -249,7 +247,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reset = exc is not None
-        self._poll = None
+        self.poll = None
         if self.complete or self.error is not None or not self.expecting:
             return
         if self.headers_done and self._until_eof:
@@ -264,36 +262,36 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.complete:
-            raise _Stop(BrokenBody("data after the response"))
-        headers = self.headers
-        if len(headers) >= self.limits.max_headers:
-            raise _Stop(BadResponse(f"more than {self.limits.max_headers} response headers"))
-        self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.limits.max_header_bytes:
-            raise _Stop(self._head_too_large())
-        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        # Limits are checked once the head is complete, and by data_received while it
+        # arrives. (Data after a complete response is refused at the end of its head.)
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         if self.complete:
             raise _Stop(BrokenBody("data after the response"))
         status = self.parser.get_status_code()
-        if 100 <= status < 200:
+        if status < 200:
             self._informational = True  # e.g. 100 Continue: the real answer follows
             return
         self.status = status
         self.headers_done = True
+        headers = self.headers
+        if len(headers) > self._max_headers:
+            raise _Stop(BadResponse(f"more than {self._max_headers} response headers"))
+        # What arrived so far (the head, and maybe some body) fits: so do the headers.
+        if self.head_bytes > self._max_head and _head_size(headers) > self._max_head:
+            raise _Stop(self._head_too_large())
         # Asked now: the parser forgets it once the message is complete.
         self.keep_alive = self.parser.should_keep_alive()
-        headers = self.headers
         length = headers.get("content-length")
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._until_eof = length is None and not chunked
         if (
             length is not None
+            and len(length) >= self._max_body_digits  # else it cannot be over: skip parsing
             and not chunked
             and length.isdigit()
-            and int(length) > self.limits.max_body_bytes
+            and int(length) > self._max_body
         ):
             raise _Stop(self._body_too_large())
         self._wake()
@@ -301,13 +299,14 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.complete:
             raise _Stop(BrokenBody("data after the response"))
-        self.body_bytes += len(body)
-        if self.body_bytes > self.limits.max_body_bytes:
+        size = len(body)
+        self.body_bytes += size
+        if self.body_bytes > self._max_body:
             raise _Stop(self._body_too_large())
         self.chunks.append(body)
         if self.whole:
             return
-        self.buffered += len(body)
+        self.buffered += size
         if self.buffered > HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
@@ -317,18 +316,16 @@ class _Connection(asyncio.Protocol):
         if self._informational:
             self._informational = False
             self.headers = {}
-            self.header_bytes = 0
             return
         self.complete = True
         self.expecting = False
         self._wake()
 
     def _body_too_large(self) -> TooLarge:
-        return TooLarge(f"the response body is over the {_size(self.limits.max_body_bytes)} limit")
+        return TooLarge(f"the response body is over the {_size(self._max_body)} limit")
 
     def _head_too_large(self) -> BadResponse:
-        limit = _size(self.limits.max_header_bytes)
-        return BadResponse(f"the response headers are over the {limit} limit")
+        return BadResponse(f"the response headers are over the {_size(self._max_head)} limit")
 
 
 class Response:
@@ -345,14 +342,11 @@ class Response:
         self.headers = conn.headers
         self.read_timeout_s = read_timeout_s
 
-    def _live(self) -> _Connection:
-        if self._conn is None:
-            raise HttpError("the response was released")
-        return self._conn
-
     async def read(self) -> bytes:
         """The whole body (the caller bounds the wait)."""
-        conn = self._live()
+        conn = self._conn
+        if conn is None:
+            raise HttpError("the response was released")
         if not conn.complete:
             conn.whole = True
             conn.resume()
@@ -362,7 +356,9 @@ class Response:
 
     async def lines(self) -> AsyncIterator[bytes]:
         """The body split after each b"\\n"; each wait for more bytes is bounded."""
-        conn = self._live()
+        conn = self._conn
+        if conn is None:
+            raise HttpError("the response was released")
         limit = self._pool.limits.max_line_bytes
         parts: list[bytes] = []  # the unfinished line, kept in pieces: no quadratic joins
         size = 0
@@ -463,6 +459,7 @@ class Pool:
         check_headers(headers)
         self.headers = headers
         self.limits = limits or Limits()
+        self._idle_s = self.limits.idle_s
         self._head_tail = _header_block(headers)
         self._tls = tls or Tls()
         # Made now when configured, so that a bad file fails at start; else on first use.
@@ -523,7 +520,18 @@ class Pool:
         now = self._clock()
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be stale
-            if now - conn.idle_since < self.limits.idle_s and not conn.stale():
+            transport = conn.transport
+            poll = conn.poll
+            if (
+                now - conn.idle_since < self._idle_s
+                and not conn.closed
+                and transport is not None
+                and not transport.is_closing()
+                # Something to read on an idle connection is the server's close (or bytes
+                # nobody asked for) that the loop has not handled yet: like urllib3 and
+                # httpcore, look before reusing it.
+                and not (poll is not None and poll.poll(0))
+            ):
                 origin.busy.add(conn)
                 return conn
             conn.close()
@@ -640,20 +648,25 @@ class Pool:
     def release(self, origin: _Origin, conn: _Connection) -> None:
         """The caller is done with `conn`: reuse it when its response ended cleanly."""
         if conn.complete and conn.keep_alive and not conn.closed and not self.closed:
-            origin.busy.discard(conn)
-            self._put_back(origin, conn)
+            if origin.waiters:
+                self._put_back(origin, conn)
+            else:
+                origin.busy.discard(conn)
+                conn.idle_since = self._clock()
+                origin.idle.append(conn)
         else:
             self._discard(origin, conn)
 
     def _put_back(self, origin: _Origin, conn: _Connection) -> None:
-        conn.idle_since = self._clock()
+        """A checked-out connection goes to the first caller waiting, or becomes idle."""
         waiters = origin.waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                origin.busy.add(conn)
-                waiter.set_result(conn)
+                waiter.set_result(conn)  # stays checked out (busy), by its new caller
                 return
+        origin.busy.discard(conn)
+        conn.idle_since = self._clock()
         origin.idle.append(conn)
 
     def _discard(self, origin: _Origin, conn: _Connection) -> None:
@@ -821,6 +834,10 @@ def _describe(exc: OSError, origin: _Origin, proxy: _Proxy | None) -> str:
     else:
         reason = exc.strerror or str(exc) or type(exc).__name__
     return f"could not connect to {where}: {reason}"
+
+
+def _head_size(headers: dict[str, str]) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in headers.items())
 
 
 def _size(n: int) -> str:

@@ -190,6 +190,32 @@ def test_informational_responses_are_skipped(run: Run[Any]) -> None:
     run(scenario())
 
 
+def test_bytes_after_a_response_make_the_connection_unusable(run: Run[Any]) -> None:
+    async def scenario() -> None:
+        async def chatty(peer: Peer) -> None:
+            await peer.request()
+            await peer.send(OK + b"HTTP/1.1 2")  # the start of an answer nobody asked for
+            await answering(lambda _r: OK)(peer)
+
+        async def chatty_later(peer: Peer) -> None:
+            await peer.request()
+            await peer.send(OK)
+            await asyncio.sleep(0.05)
+            await peer.send(b"HTTP/1.1 200 OK\r\n")  # while the connection is idle
+            await answering(lambda _r: OK)(peer)
+
+        for handler in (chatty, chatty_later):
+            async with RawServer(handler) as server:
+                pool = Pool({})
+                assert await post(pool, server.url()) == (200, b"ok")
+                await asyncio.sleep(0.1)
+                assert await post(pool, server.url()) == (200, b"ok")
+                assert server.connections == 2
+                pool.close()
+
+    run(scenario())
+
+
 # --- stale keep-alive connections -----------------------------------------------------------
 
 

@@ -216,11 +216,11 @@ class _Connection(asyncio.Protocol):
             self.poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
+        if not self.expecting:
+            self.close()  # bytes nobody asked for: the connection cannot be trusted
+            return
         in_head = not self.headers_done
         if in_head:
-            if not self.expecting:
-                self.close()  # bytes nobody asked for: the connection cannot be trusted
-                return
             self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -261,14 +261,16 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _Stop(BrokenBody("data after the response"))  # closes the connection
+
     def on_header(self, name: bytes, value: bytes) -> None:
         # Limits are checked once the head is complete, and by data_received while it
-        # arrives. (Data after a complete response is refused at the end of its head.)
+        # arrives.
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        if self.complete:
-            raise _Stop(BrokenBody("data after the response"))
         status = self.parser.get_status_code()
         if status < 200:
             self._informational = True  # e.g. 100 Continue: the real answer follows
@@ -297,8 +299,6 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        if self.complete:
-            raise _Stop(BrokenBody("data after the response"))
         size = len(body)
         self.body_bytes += size
         if self.body_bytes > self._max_body:
@@ -485,14 +485,15 @@ class Pool:
         if target is None:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"not an http(s) URL: {url}")
+                # The URL itself is not quoted: a configured one may carry a secret.
+                raise ValueError(f"not an http(s) URL (scheme {parts.scheme!r})")
             key = (parts.scheme, parts.hostname, parts.port)
             origin = self._origins.get(key)
             if origin is None:
                 origin = self._origins[key] = _Origin(*key, self._route(*key))
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             if _UNSAFE_TARGET.search(path) or _UNSAFE_TARGET.search(origin.host_header):
-                raise ValueError(f"the URL has spaces or control characters: {url!r}")
+                raise ValueError("the URL has spaces or control characters")
             head = f"host: {origin.host_header}\r\n"
             if origin.proxy is not None and not origin.tls:
                 path = f"http://{origin.host_header}{path}"  # absolute form, for the proxy

@@ -113,6 +113,12 @@ def test_https_goes_through_a_connect_tunnel_unless_no_proxy_says_otherwise(
             assert proxy.tunnels == [f"127.0.0.1:{server.port}"]
             assert server.connections == 2
             pool.close()
+            # Through the tunnel, the server's certificate is checked as ever.
+            untrusting = Pool({}, proxies=proxies)
+            with pytest.raises(
+                CannotConnect, match=r"certificate verify failed.*through the proxy"
+            ):
+                await post(untrusting, server.url())
 
     run(scenario())
 

@@ -463,7 +463,7 @@ class Pool:
         self._head_tail = _header_block(headers)
         self._tls = tls or Tls()
         # Made now when configured, so that a bad file fails at start; else on first use.
-        self._ssl: ssl.SSLContext | None = self._tls.context() if tls != Tls() else None
+        self._ssl = self._tls.context() if tls is not None and tls != Tls() else None
         self._proxies = dict(
             urllib.request.getproxies_environment() if proxies is None else proxies
         )
@@ -538,13 +538,14 @@ class Pool:
             conn.close()
         return None
 
-    async def _acquire(self, origin: _Origin) -> _Connection:
-        """An idle connection, one handed over by a caller done with it, or a new one."""
+    async def _acquire(self, origin: _Origin, *, fresh: bool = False) -> _Connection:
+        """An idle connection, one handed over by a caller done with it, or a new one
+        (`fresh`: a new one, in the slot the caller already holds)."""
         limits = self.limits
         waiting = False
         try:
             async with asyncio.timeout(limits.connect_timeout_s):
-                while len(origin.busy) + origin.opening >= limits.max_connections:
+                while not fresh and len(origin.busy) + origin.opening >= limits.max_connections:
                     waiting = True
                     handed = await self._wait_for_connection(origin)
                     if handed is not None:
@@ -635,13 +636,17 @@ class Pool:
                     f"the proxy refused the tunnel to {origin.authority}: {status} {reason}"
                 )
             conn = _Connection(self.limits)
-            tls_transport = await loop.start_tls(
-                transport, conn, self._context(), server_hostname=origin.host
-            )
+            try:
+                tls_transport = await loop.start_tls(
+                    transport, conn, self._context(), server_hostname=origin.host
+                )
+            except OSError as exc:  # the origin's certificate, through the tunnel
+                raise CannotConnect(_describe(exc, origin, None) + " (through the proxy)") from exc
             if tls_transport is None:
                 raise CannotConnect(f"the proxy closed the tunnel to {origin.authority}")
             conn.connection_made(tls_transport)
         except BaseException:
+            opener.answer.cancel()  # a failure after this point has no one to hear it
             transport.close()
             raise
         return conn
@@ -725,22 +730,12 @@ class Pool:
                 conn.close()
                 origin.busy.discard(conn)
                 reused = False
-                conn = await self._acquire_new(origin)
+                conn = await self._acquire(origin, fresh=True)
                 continue
             except BaseException:
                 self._discard(origin, conn)
                 raise
             return Response(self, origin, conn, read_timeout_s)
-
-    async def _acquire_new(self, origin: _Origin) -> _Connection:
-        try:
-            async with asyncio.timeout(self.limits.connect_timeout_s):
-                return await self._open(origin)
-        except TimeoutError as exc:
-            raise CannotConnect(
-                f"could not connect to {origin.authority} within "
-                f"{self.limits.connect_timeout_s:g} s"
-            ) from exc
 
     def close(self) -> None:
         """Close every connection, the idle and the checked-out ones."""

@@ -5,6 +5,7 @@ closing the pool."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -355,7 +356,7 @@ def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout(run: Ru
             pool = Pool({}, limits=Limits(max_connections=1, connect_timeout_s=0.1))
             first = asyncio.create_task(pool.post(server.url(), b"{}", read_timeout_s=30))
             await asyncio.sleep(0.05)
-            with pytest.raises(CannotConnect, match=r"all 1 connections .* stayed busy"):
+            with pytest.raises(CannotConnect, match=r"all 1 connections stayed busy"):
                 await pool.post(server.url(), b"{}", read_timeout_s=30)
             first.cancel()
             pool.close()
@@ -371,13 +372,26 @@ def test_the_connect_timeout_bounds_connecting_not_answering(run: Run[Any]) -> N
         async with RawServer(silent) as server:
             pool = Pool({}, limits=Limits(connect_timeout_s=0.1))
             # A TLS handshake that never completes is part of connecting...
-            with pytest.raises(CannotConnect, match=r"could not connect to .* within 0\.1 s"):
+            with pytest.raises(CannotConnect, match=r"could not connect within 0\.1 s"):
                 await pool.post(server.url().replace("http:", "https:"), b"{}", read_timeout_s=30)
             # ...a slow answer is not: only the caller's own timeout ends that wait.
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await pool.post(server.url(), b"{}", read_timeout_s=30)
             pool.close()
+
+    run(scenario())
+
+
+def test_a_refused_connection_says_why_without_the_address(run: Run[Any]) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # nothing listens there once this closes
+
+    async def scenario() -> None:
+        with pytest.raises(CannotConnect, match="could not connect: Connection refused") as error:
+            await post(Pool({}), f"http://127.0.0.1:{port}/v1/things")
+        assert "127.0.0.1" not in str(error.value)  # tenants may read it
 
     run(scenario())
 

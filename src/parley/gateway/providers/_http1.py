@@ -31,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import os
 import re
 import select
+import socket
 import ssl
 import time
 import urllib.request
@@ -558,12 +560,10 @@ class Pool:
         except TimeoutError as exc:
             if waiting:
                 raise CannotConnect(
-                    f"all {limits.max_connections} connections to {origin.authority} stayed "
-                    f"busy for {limits.connect_timeout_s:g} s (max_connections)"
+                    f"all {limits.max_connections} connections stayed busy for "
+                    f"{limits.connect_timeout_s:g} s (max_connections)"
                 ) from exc
-            raise CannotConnect(
-                f"could not connect to {origin.authority} within {limits.connect_timeout_s:g} s"
-            ) from exc
+            raise CannotConnect(f"could not connect within {limits.connect_timeout_s:g} s") from exc
 
     async def _wait_for_connection(self, origin: _Origin) -> _Connection | None:
         waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
@@ -618,7 +618,7 @@ class Pool:
                 ssl=self._context() if origin.tls else None,
             )
         except OSError as exc:  # refused, unresolvable, TLS (ssl.SSLError is an OSError)
-            raise CannotConnect(_describe(exc, origin, proxy)) from exc
+            raise CannotConnect(_describe(exc, to_proxy=proxy is not None)) from exc
         return conn
 
     async def _tunnel(self, origin: _Origin, proxy: _Proxy) -> _Connection:
@@ -632,18 +632,16 @@ class Pool:
             transport.write(f"{request}\r\n".encode("latin-1"))
             status, reason = await opener.answer
             if not 200 <= status < 300:
-                raise CannotConnect(
-                    f"the proxy refused the tunnel to {origin.authority}: {status} {reason}"
-                )
+                raise CannotConnect(f"the proxy refused the tunnel: {status} {reason}")
             conn = _Connection(self.limits)
             try:
                 tls_transport = await loop.start_tls(
                     transport, conn, self._context(), server_hostname=origin.host
                 )
             except OSError as exc:  # the origin's certificate, through the tunnel
-                raise CannotConnect(_describe(exc, origin, None) + " (through the proxy)") from exc
+                raise CannotConnect(_describe(exc, through_proxy=True)) from exc
             if tls_transport is None:
-                raise CannotConnect(f"the proxy closed the tunnel to {origin.authority}")
+                raise CannotConnect("the proxy closed the tunnel")
             conn.connection_made(tls_transport)
         except BaseException:
             opener.answer.cancel()  # a failure after this point has no one to hear it
@@ -823,13 +821,20 @@ def _parse_proxy(scheme: str, url: str) -> _Proxy:
     return _Proxy(parts.hostname, port, authorization)
 
 
-def _describe(exc: OSError, origin: _Origin, proxy: _Proxy | None) -> str:
-    where = origin.authority if proxy is None else f"the proxy for {origin.authority}"
+def _describe(exc: OSError, *, to_proxy: bool = False, through_proxy: bool = False) -> str:
+    """Why a connection failed, without addresses: tenants may read this."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = f"certificate verify failed: {exc.verify_message}"
+    elif isinstance(exc, ssl.SSLError):
+        reason = f"TLS failed: {exc.reason or type(exc).__name__}"
+    elif isinstance(exc, socket.gaierror):
+        reason = "the host name does not resolve"
+    elif exc.errno:
+        reason = os.strerror(exc.errno)
     else:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-    return f"could not connect to {where}: {reason}"
+        reason = "no address of the host accepted the connection"
+    where = " to the proxy" if to_proxy else ""
+    return f"could not connect{where}: {reason}" + (" (through the proxy)" if through_proxy else "")
 
 
 def _head_size(headers: dict[str, str]) -> int:

@@ -15,7 +15,6 @@ from parley.gateway.errors import UpstreamError
 from parley.gateway.providers._http1 import (
     BadResponse,
     BrokenBody,
-    CannotConnect,
     Disconnected,
     HttpError,
     Pool,
@@ -215,8 +214,7 @@ def transport_failure(name: str, exc: HttpError) -> UpstreamError:
         return UpstreamError(
             f"{name} closed the connection before answering", kind="connect", provider=name
         )
-    if isinstance(exc, CannotConnect):
-        return UpstreamError(f"could not reach {name}: {exc}", kind="connect", provider=name)
+    # CannotConnect and the rest: "primary: could not connect: Connection refused".
     return UpstreamError(f"{name}: {exc}", kind="connect", provider=name)
 
 

@@ -57,7 +57,7 @@ class TlsConfig(_Strict):
     ca_bundle: FilePath | None = None
     client_cert: FilePath | None = None
     client_key: FilePath | None = None
-    client_key_password: str | None = None
+    client_key_password: str | None = Field(default=None, repr=False)
 
     @model_validator(mode="after")
     def _key_needs_cert(self) -> TlsConfig:

@@ -11,9 +11,10 @@ What it does:
 - limits on the response head (header count and bytes), on one line of a streamed body,
   and on the connections per origin (callers wait for a free one within the connect timeout);
 - a connect timeout of its own (TCP, proxy tunnel, TLS, and the wait for a free connection);
-- a reused idle connection that fails before any response byte arrives (the server closed
-  it meanwhile) is retried once on a fresh connection; idle connections older than
-  `Limits.idle_s` are not reused;
+- stale keep-alive connections: one idle longer than `Limits.idle_s` is not reused, one
+  is looked at before reuse for a close the loop has not handled yet, and one the server
+  resets before any response byte (it never read the request) is retried once on a new
+  connection; a clean close after the request is not retried (the server may have acted);
 - HTTP_PROXY / HTTPS_PROXY / NO_PROXY (read once, when the pool is made): absolute-form
   requests for http://, a CONNECT tunnel then TLS for https://; Basic proxy credentials
   from the proxy URL;
@@ -39,7 +40,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import unquote, urlsplit
 
@@ -70,7 +71,7 @@ class Tls:
     ca_bundle: str | None = None  # PEM file: trusted instead of the system's CAs
     client_cert: str | None = None  # PEM file, with the key unless client_key is given
     client_key: str | None = None
-    client_key_password: str | None = None
+    client_key_password: str | None = field(default=None, repr=False)
 
     def context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_bundle)

@@ -1,5 +1,5 @@
 """Which HTTP client should providers use? httpx, aiohttp and Parley's own keep-alive pool
-(parley.gateway.providers.http1, what the providers use) against the same fake upstream.
+(parley.gateway.providers._http1, what the providers use) against the same fake upstream.
 
 Each client sends the same chat request with 50 in flight, then one at a time, from one
 process, and the figures are printed side by side.
@@ -21,7 +21,7 @@ import httpx
 import orjson
 import uvloop
 
-from parley.gateway.providers.http1 import Pool
+from parley.gateway.providers._http1 import Pool
 
 BODY = orjson.dumps({"model": "bench", "messages": [{"role": "user", "content": "Hello"}]})
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}

@@ -9,7 +9,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    FilePath,
+    field_validator,
+    model_validator,
+)
+
+from parley.gateway.providers._http1 import Limits, Tls
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -19,11 +29,60 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_LIMITS = Limits()
+
+
+class LimitsConfig(_Strict):
+    """Sizes take units: 64MiB, 512KiB, or a number of bytes."""
+
+    max_body: ByteSize = Field(default=ByteSize(_LIMITS.max_body_bytes), gt=0)
+    max_line: ByteSize = Field(default=ByteSize(_LIMITS.max_line_bytes), gt=0)
+    max_header_size: ByteSize = Field(default=ByteSize(_LIMITS.max_header_bytes), gt=0)
+    max_headers: int = Field(default=_LIMITS.max_headers, gt=0)
+    max_connections: int = Field(default=_LIMITS.max_connections, gt=0)
+
+    def limits(self, connect_timeout_s: float) -> Limits:
+        return Limits(
+            max_body_bytes=int(self.max_body),
+            max_line_bytes=int(self.max_line),
+            max_header_bytes=int(self.max_header_size),
+            max_headers=self.max_headers,
+            max_connections=self.max_connections,
+            connect_timeout_s=connect_timeout_s,
+        )
+
+
+class TlsConfig(_Strict):
+    verify: bool = True
+    ca_bundle: FilePath | None = None
+    client_cert: FilePath | None = None
+    client_key: FilePath | None = None
+    client_key_password: str | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsConfig:
+        if (self.client_key or self.client_key_password) and not self.client_cert:
+            raise ValueError("client_key and client_key_password need client_cert")
+        return self
+
+    def tls(self) -> Tls:
+        return Tls(
+            verify=self.verify,
+            ca_bundle=str(self.ca_bundle) if self.ca_bundle else None,
+            client_cert=str(self.client_cert) if self.client_cert else None,
+            client_key=str(self.client_key) if self.client_key else None,
+            client_key_password=self.client_key_password,
+        )
+
+
 class ProviderConfig(_Strict):
     type: Literal["openai", "anthropic", "gemini", "local", "mock"]
     base_url: str = ""
     api_key: str | None = None
     timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=_LIMITS.connect_timeout_s, gt=0)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     # Set when api_key named an environment variable that is not set.

@@ -30,7 +30,7 @@ class UpstreamError(Exception):
 
     message: str
     status: int | None = None
-    kind: str = "http"  # http | connect | timeout | protocol
+    kind: str = "http"  # http | connect | timeout | protocol | too_large
     retry_after_s: float | None = None
     provider: str = ""
     public: bool = False
@@ -46,8 +46,9 @@ class UpstreamError(Exception):
 
     @property
     def client_fault(self) -> bool:
-        """The request itself is wrong: another deployment would refuse it too."""
-        return self.status in (400, 413, 422)
+        """The request itself is wrong: another deployment would refuse it too (or, for
+        an answer over our size limit, answer it as largely)."""
+        return self.status in (400, 413, 422) or self.kind == "too_large"
 
     @property
     def status_class(self) -> str:

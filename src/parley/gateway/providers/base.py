@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from parley.gateway.providers._http1 import Limits, Tls
+
 Json = dict[str, Any]
 
 
@@ -23,6 +25,9 @@ class ProviderSettings:
     timeout_s: float = 60.0
     headers: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    # How an HTTP provider's connections behave (connect timeout, size and pool limits).
+    limits: Limits = field(default_factory=Limits)
+    tls: Tls = field(default_factory=Tls)
 
 
 @dataclass(frozen=True, slots=True)

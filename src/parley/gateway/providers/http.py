@@ -12,8 +12,16 @@ import orjson
 
 from parley import __version__
 from parley.gateway.errors import UpstreamError
+from parley.gateway.providers._http1 import (
+    BadResponse,
+    BrokenBody,
+    Disconnected,
+    HttpError,
+    Pool,
+    Response,
+    TooLarge,
+)
 from parley.gateway.providers.base import Json, ProviderSettings
-from parley.gateway.providers.http1 import BrokenBody, HttpError, Pool, Response
 from parley.kit.clock import utcnow
 
 
@@ -69,7 +77,8 @@ class HttpClient:
 
     async def start(self) -> None:
         if self.pool is None:
-            self.pool = Pool(self.headers)
+            # The proxy variables are read here, once per provider.
+            self.pool = Pool(self.headers, limits=self.settings.limits, tls=self.settings.tls)
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -77,18 +86,13 @@ class HttpClient:
             self.pool = None
 
     def _failure(self, exc: BaseException, timeout_s: float) -> UpstreamError:
-        name = self.settings.name
         if isinstance(exc, TimeoutError):
+            name = self.settings.name
             return UpstreamError(
                 f"{name} did not answer within {timeout_s:g} s", kind="timeout", provider=name
             )
-        if isinstance(exc, BrokenBody):
-            return UpstreamError(
-                f"{name} broke the response off: {exc}", kind="connect", provider=name
-            )
-        return UpstreamError(
-            f"could not reach {name}: {type(exc).__name__}", kind="connect", provider=name
-        )
+        assert isinstance(exc, HttpError)
+        return transport_failure(self.settings.name, exc)
 
     async def _open(
         self, url: str, body: Json, timeout_s: float, headers: dict[str, str] | None
@@ -186,10 +190,32 @@ async def stream_errors_mapped(
         raise UpstreamError(
             f"{name} stalled mid-stream for {timeout_s:g} s", kind="timeout", provider=name
         ) from exc
+    except (TooLarge, BadResponse) as exc:
+        raise transport_failure(name, exc) from exc
     except HttpError as exc:
         raise UpstreamError(
-            f"{name} broke the stream off: {type(exc).__name__}", kind="connect", provider=name
+            f"{name} broke the stream off: {exc}", kind="connect", provider=name
         ) from exc
+
+
+def transport_failure(name: str, exc: HttpError) -> UpstreamError:
+    """What the router needs to know about a transport failure: whether trying again (here
+    or at another deployment) can help."""
+    if isinstance(exc, TooLarge):
+        # The request asked for more than we accept; asking again costs the same again.
+        return UpstreamError(
+            f"{name}'s answer is too large: {exc}", kind="too_large", provider=name
+        )
+    if isinstance(exc, BadResponse):
+        return UpstreamError(f"{name} sent a bad response: {exc}", kind="protocol", provider=name)
+    if isinstance(exc, BrokenBody):
+        return UpstreamError(f"{name} broke the response off: {exc}", kind="connect", provider=name)
+    if isinstance(exc, Disconnected):
+        return UpstreamError(
+            f"{name} closed the connection before answering", kind="connect", provider=name
+        )
+    # CannotConnect and the rest: "primary: could not connect: Connection refused".
+    return UpstreamError(f"{name}: {exc}", kind="connect", provider=name)
 
 
 def event_object(name: str, data: str) -> Json:

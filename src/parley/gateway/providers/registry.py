@@ -15,6 +15,8 @@ def build_provider(name: str, config: ProviderConfig) -> Provider:
         timeout_s=config.timeout_s,
         headers=config.headers,
         options=config.options,
+        limits=config.limits.limits(config.connect_timeout_s),
+        tls=config.tls.tls(),
     )
     if config.type == "openai":
         from parley.gateway.providers.openai import OpenAIProvider

@@ -17,7 +17,12 @@ log = structlog.get_logger("parley.gateway")
 # Retrying the same deployment can help with these; 400/401/403/404/422 never.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
-_KINDS = {"timeout": "timeout", "connect": "connection failure", "protocol": "malformed answer"}
+_KINDS = {
+    "timeout": "timeout",
+    "connect": "connection failure",
+    "protocol": "malformed answer",
+    "too_large": "answer over the size limit",
+}
 
 
 @dataclass
@@ -85,7 +90,12 @@ def _logged_under() -> str:
 
 
 def rejected_message(error: UpstreamError) -> str:
-    """A provider refused the request itself (400, 413, 422)."""
+    """A provider refused the request itself (400, 413, 422), or answered more than we take."""
+    if error.kind == "too_large":  # Parley's own words: the size and the limit
+        return (
+            f"{error.message}; ask for less at a time (fewer inputs, a lower max_tokens or n)"
+            f"{_logged_under()}."
+        )
     if error.public:
         return f"{error.provider} cannot take this request: {error.message}"
     return f"The provider rejected the request ({error.status_class}){_logged_under()}."

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+import parley
 from tests.support import Account, assert_error, bearer, create_key, join, register
 
 
@@ -197,3 +199,18 @@ async def test_unknown_ids_are_404_for_members_too(client: httpx.AsyncClient) ->
             path = template.format(**unknown)  # an unknown organisation itself
         response = await client.request(method, path, json=body, headers=a.owner.headers)
         assert_error(response, 404, "not_found_error")
+
+
+def test_repositories_scope_tenant_rows_through_one_helper() -> None:
+    """Every query of org-owned rows goes through parley.db.query (scoped, scoped_update,
+    scoped_delete, of_org): a filter written by hand is one that can be forgotten."""
+    source = Path(parley.__file__).parent
+    by_hand = re.compile(r"\.org_id\s*==\s*org_id")
+    offenders = [
+        f"{path.relative_to(source)}:{number}"
+        for path in sorted(source.rglob("*.py"))
+        if path.name != "query.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if by_hand.search(line)
+    ]
+    assert offenders == [], offenders

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.conversations.models import Conversation, ConversationSummary, Message
-from parley.db.query import paginate, scoped
+from parley.db.query import of_org, paginate, scoped, scoped_update
 
 
 def _escape_like(text: str) -> str:
@@ -66,7 +66,7 @@ async def children_ids(
     parent = Message.parent_id.is_(None) if parent_id is None else Message.parent_id == parent_id
     stmt = (
         select(Message.id)
-        .where(Message.org_id == org_id, Message.conversation_id == conversation_id, parent)
+        .where(of_org(Message, org_id), Message.conversation_id == conversation_id, parent)
         .order_by(Message.id)
     )
     return list((await session.scalars(stmt)).all())
@@ -85,7 +85,7 @@ async def streaming_exists(session: AsyncSession, org_id: str, conversation_id: 
     stmt = (
         select(Message.id)
         .where(
-            Message.org_id == org_id,
+            of_org(Message, org_id),
             Message.conversation_id == conversation_id,
             Message.status == "streaming",
         )
@@ -111,8 +111,8 @@ async def save_partial(
 ) -> None:
     """What a streaming reply has so far; never over a reply that has finished meanwhile."""
     await session.execute(
-        update(Message)
-        .where(Message.org_id == org_id, Message.id == message_id, Message.status == "streaming")
+        scoped_update(Message, org_id)
+        .where(Message.id == message_id, Message.status == "streaming")
         .values(content=content, updated_at=now)
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Delete, Select, Update, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.base import Base
@@ -14,9 +14,23 @@ M = TypeVar("M", bound=Base)
 R = TypeVar("R", bound=Any)
 
 
+def of_org(model: type[Base], org_id: str) -> ColumnElement[bool]:
+    """The condition every query of tenant-owned rows carries, whatever it selects, sums,
+    changes or deletes: the helpers below, or `.where(of_org(...))` on a custom statement."""
+    return model.__table__.c.org_id == org_id
+
+
 def scoped(model: type[M], org_id: str) -> Select[M]:
     """The one way to select tenant-owned rows: always filtered to one organisation."""
-    return select(model).where(model.__table__.c.org_id == org_id)
+    return select(model).where(of_org(model, org_id))
+
+
+def scoped_update(model: type[Base], org_id: str) -> Update:
+    return update(model).where(of_org(model, org_id))
+
+
+def scoped_delete(model: type[Base], org_id: str) -> Delete:
+    return delete(model).where(of_org(model, org_id))
 
 
 async def paginate(

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from parley.db.query import of_org, scoped_delete
 from parley.usage.models import UsageDaily, UsageEvent
 
 GROUPS = ("day", "model", "api_key", "user")
@@ -134,7 +135,7 @@ async def _from_events(
             func.coalesce(func.sum(UsageEvent.overage_messages), 0).label("overage_messages"),
         )
         .where(
-            UsageEvent.org_id == org_id,
+            of_org(UsageEvent, org_id),
             UsageEvent.created_at >= start,
             UsageEvent.created_at < end,
         )
@@ -156,7 +157,7 @@ async def _from_rollups(
     stmt = (
         select(group, *(func.sum(getattr(UsageDaily, name)).label(name) for name in SUMS))
         .where(
-            UsageDaily.org_id == org_id,
+            of_org(UsageDaily, org_id),
             UsageDaily.day >= first.strftime("%Y-%m-%d"),
             UsageDaily.day < last.strftime("%Y-%m-%d"),
         )
@@ -202,7 +203,7 @@ async def rebuild_rollups(session: AsyncSession, org_id: str) -> None:
     """Recompute an organisation's rollups from its events (after a bulk load or repair)."""
     day = _event_group(session, "day")
     daily = cast(Table, UsageDaily.__table__)
-    await session.execute(daily.delete().where(daily.c.org_id == org_id))
+    await session.execute(scoped_delete(UsageDaily, org_id))
     # The same expression objects in SELECT and GROUP BY (PostgreSQL compares them as written).
     key = func.coalesce(UsageEvent.api_key_id, literal_column("''"))
     user = func.coalesce(UsageEvent.user_id, literal_column("''"))
@@ -220,7 +221,7 @@ async def rebuild_rollups(session: AsyncSession, org_id: str) -> None:
             func.sum(UsageEvent.cost_micros),
             func.sum(UsageEvent.overage_messages),
         )
-        .where(UsageEvent.org_id == org_id)
+        .where(of_org(UsageEvent, org_id))
         .group_by(UsageEvent.org_id, day, UsageEvent.model, key, user)
     )
     columns = ["org_id", "day", "model", "api_key_id", "user_id", *SUMS]

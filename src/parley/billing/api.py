@@ -14,8 +14,8 @@ from parley.billing.schemas import (
     plan_out,
 )
 from parley.billing.service import BillingService
-from parley.errors import NotFound, PermissionDenied
-from parley.http.deps import Ctx, CurrentUser, DbSession, OrgFromHeader
+from parley.errors import NotFound
+from parley.http.deps import Ctx, CurrentOperator, DbSession, OrgFromHeader
 from parley.http.errors import error_responses
 from parley.kit.pagination import Page
 from parley.orgs.roles import Action
@@ -92,10 +92,8 @@ async def update_caps(
     summary="Put an organisation on a plan (platform operators)",
 )
 async def set_plan(
-    org_id: str, body: SetPlanRequest, user: CurrentUser, ctx: Ctx, session: DbSession
+    org_id: str, body: SetPlanRequest, _operator: CurrentOperator, ctx: Ctx, session: DbSession
 ) -> SubscriptionOut:
-    if not user.is_platform_admin:
-        raise PermissionDenied("Only platform operators may change plans.", code="operator_only")
     if await ctx.orgs.find(session, org_id) is None:
         raise NotFound(f"No organisation {org_id}.", code="org_not_found")
     custom = body.model_dump(include={"messages", "rpm", "tpm", "seats", "storage_mb"})

@@ -159,6 +159,25 @@ async def current_user(actor: CurrentActor, request: Request) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+def require_operator(user: User | None) -> User:
+    """Platform operators only: people an operator named with `parley admin grant-operator`.
+    An API key belongs to one organisation, so it never is one."""
+    if user is None or not user.is_platform_admin:
+        raise PermissionDenied(
+            "Only platform operators may do this; an operator is named with "
+            "'parley admin grant-operator EMAIL'.",
+            code="operator_only",
+        )
+    return user
+
+
+async def current_operator(actor: CurrentActor, request: Request) -> User:
+    return require_operator(request.state.user)
+
+
+CurrentOperator = Annotated[User, Depends(current_operator)]
+
+
 async def org_from_path(
     ctx: Ctx,
     session: DbSession,

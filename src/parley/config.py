@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +91,12 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def serves_https(self) -> bool:
+        """Browsers reach Parley over https (PARLEY_PUBLIC_URL says so), whatever the
+        scheme of the hop from a TLS-terminating proxy."""
+        return urlsplit(self.base_url).scheme.lower() == "https"
 
     def signing_key(self) -> str:
         """The JWT signing key: from the environment, else one generated and kept in data_dir."""

@@ -9,11 +9,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parley.kit.keyfile import KeyFileError, read_or_create
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
 
-    env: str = "development"
+    env: str = "development"  # anything else needs PARLEY_SECRET_KEY
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("./data")
@@ -99,12 +101,22 @@ class Settings(BaseSettings):
         return urlsplit(self.base_url).scheme.lower() == "https"
 
     def signing_key(self) -> str:
-        """The JWT signing key: from the environment, else one generated and kept in data_dir."""
+        """The JWT signing key: from the environment; in development, else one generated
+        once into data_dir and shared by every process that uses that directory."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        if self.env != "development":
+            raise MissingSecretKey(
+                f"PARLEY_SECRET_KEY is not set, and outside development (PARLEY_ENV={self.env}) "
+                "Parley does not make one up. Set PARLEY_SECRET_KEY to a long random value, "
+                "the same for every Parley process, for example the output of: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        try:
+            return read_or_create(self.data_dir / "secret.key", lambda: secrets.token_urlsafe(48))
+        except KeyFileError as exc:
+            raise MissingSecretKey(str(exc)) from exc
+
+
+class MissingSecretKey(RuntimeError):
+    """No signing key: Parley cannot issue or check access tokens without one."""

@@ -26,13 +26,14 @@ admin = APIRouter(prefix="/v1/admin", tags=["operator"])
 
 def subscription_out(billing: BillingService, sub: Subscription) -> SubscriptionOut:
     plan = billing.plan(sub.plan_id)
+    period_start, period_end = billing.period(sub)
     return SubscriptionOut(
         org_id=sub.org_id,
         plan=plan_out(plan),
         interval=sub.interval,
         status=sub.status,
-        current_period_start=sub.current_period_start,
-        current_period_end=sub.current_period_end,
+        current_period_start=period_start,
+        current_period_end=period_end,
         limits=limits_out(plan.limits.with_overrides(sub.custom_limits or {})),
         message_cap=sub.message_cap,
         spending_cap_micros=sub.spending_cap_micros,
@@ -58,7 +59,7 @@ async def list_plans(ctx: Ctx) -> Page[PlanOut]:
 async def get_subscription(org: OrgFromHeader, ctx: Ctx, session: DbSession) -> SubscriptionOut:
     org.require(Action.ORG_READ)
     await ctx.billing.ensure_plans()
-    return subscription_out(ctx.billing, await ctx.billing.subscription(session, org.org_id))
+    return subscription_out(ctx.billing, await ctx.billing.current(session, org.org_id))
 
 
 @router.patch(

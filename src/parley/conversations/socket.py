@@ -65,7 +65,7 @@ class ConversationSocket:
 
     async def _authorize(self) -> OrgContext:
         org = await socket_context(self.ctx, self.ws)
-        async with self.ctx.db.session() as session:
+        async with self.ctx.db.read_session() as session:
             await self.ctx.conversations.get(session, org, self.conversation_id)
         return org
 
@@ -117,7 +117,7 @@ class ConversationSocket:
     async def _backlog(self, org: OrgContext, after: str | None) -> None:
         if after is None:
             return
-        async with self.ctx.db.session() as session:
+        async with self.ctx.db.read_session() as session:
             rows = await self.ctx.conversations.messages(session, org, self.conversation_id)
         ids = [m.id for m, _ in rows]
         start = ids.index(after) + 1 if after in ids else 0

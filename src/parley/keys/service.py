@@ -135,7 +135,7 @@ class KeyService:
         # Taken before the read: a revocation announced after this instant may not be
         # in what we read, so the cache refuses to keep the entry (see KeyCache.put).
         fetched_at = time.monotonic()
-        async with db.session() as session:
+        async with db.read_session() as session:
             key = await repository.get_by_hash(session, key_hash)
         if key is None:
             raise AuthenticationFailed(

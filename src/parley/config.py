@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     # API key principal cache
     key_cache_ttl_s: float = 30.0
+    # SQLite: how often a server reads the announcements of other processes (a plan
+    # changed by `parley admin set-plan`, a key revoked on another worker)
+    broadcast_poll_s: float = 1.0
     key_last_used_flush_s: float = 5.0
 
     # Background jobs

@@ -61,7 +61,7 @@ class AppContext:
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock = utcnow) -> AppContext:
         db = Database(settings.resolved_database_url, sqlite_pragmas=settings.sqlite_pragmas)
-        backends = build_backends(settings)
+        backends = build_backends(settings, db)
         mail: MailTransport
         if settings.smtp_url is not None:
             mail = SmtpTransport(
@@ -78,7 +78,9 @@ class AppContext:
             settings.signing_key(), issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
         )
         gateway_config = load_config(settings.config)
-        billing = BillingService(db, backends.pubsub, overrides=gateway_config.plans, clock=clock)
+        billing = BillingService(
+            db, backends.announcements, overrides=gateway_config.plans, clock=clock
+        )
         orgs = OrgService(settings, billing=billing, clock=clock)
         accounts = AccountService(
             settings,
@@ -88,7 +90,7 @@ class AppContext:
             orgs=orgs,
             clock=clock,
         )
-        key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
+        key_cache = KeyCache(backends.announcements, ttl_s=settings.key_cache_ttl_s)
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
         keys = KeyService(key_cache, key_usage, clock=clock)
         usage = UsageRecorder(db, flush_s=settings.usage_flush_s)

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     # Request limits
     max_body_bytes: int = 1_048_576
 
+    # Conversation WebSockets: one-time tickets, and what one socket may send
+    ws_ticket_ttl_s: int = 30
+    ws_max_message_bytes: int = 262_144
+    ws_messages_per_window: int = 30
+    ws_message_window_s: float = 10.0
+
     # Tokens and sessions
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 24 * 3600

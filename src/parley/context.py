@@ -17,6 +17,7 @@ from parley.conversations.context import ContextBuilder
 from parley.conversations.live import ConversationHub
 from parley.conversations.replies import ReplyRunner
 from parley.conversations.service import ConversationService
+from parley.conversations.tickets import SocketTickets
 from parley.db.engine import Database
 from parley.gateway.config import load_config
 from parley.gateway.service import GatewayService
@@ -24,7 +25,7 @@ from parley.jobs.worker import Handler, Worker
 from parley.keys.cache import KeyCache, KeyUsageTracker
 from parley.keys.service import KeyService
 from parley.kit.clock import Clock, utcnow
-from parley.kit.jwt import AccessTokenSigner
+from parley.kit.jwt import AccessTokenSigner, TicketSigner
 from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
 from parley.mail.transport import MailTransport, OutboxTransport, SmtpTransport
@@ -55,6 +56,7 @@ class AppContext:
     conversations: ConversationService
     conversation_hub: ConversationHub
     replies: ReplyRunner
+    socket_tickets: SocketTickets
     clock: Clock = utcnow
     worker: Worker | None = field(default=None)
 
@@ -74,8 +76,9 @@ class AppContext:
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
+        signing_key = settings.signing_key()
         signer = AccessTokenSigner(
-            settings.signing_key(), issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
+            signing_key, issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
         )
         gateway_config = load_config(settings.config)
         billing = BillingService(
@@ -101,6 +104,15 @@ class AppContext:
             db, gateway, ContextBuilder(gateway, gateway_config.conversations), clock=clock
         )
         conversation_hub = ConversationHub(backends.pubsub)
+        socket_tickets = SocketTickets(
+            db,
+            conversations,
+            TicketSigner(signing_key, issuer=settings.jwt_issuer),
+            signer,
+            backends.counters,
+            ttl_s=settings.ws_ticket_ttl_s,
+            clock=clock,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -119,6 +131,7 @@ class AppContext:
             conversations=conversations,
             conversation_hub=conversation_hub,
             replies=ReplyRunner(conversations, conversation_hub),
+            socket_tickets=socket_tickets,
             clock=clock,
         )
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from parley.db.unit import discard_after_commit, run_after_commit
 
-# Set on the engine that read-only sessions use: their transactions start deferred.
+# Set on the engine that read-only sessions use: on SQLite they never take the write lock.
 READ_ONLY = "parley_read_only"
 
 
@@ -28,9 +28,9 @@ class ReadOnlyViolation(RuntimeError):
 
 
 class ReadOnlySession(Session):
-    """Refuses writes. On SQLite its transaction started deferred, and turning it into a
-    write transaction later can fail (SQLITE_BUSY on the lock upgrade), so a write here is a
-    bug in the caller, who should use `Database.session()`."""
+    """Refuses writes: on SQLite it holds no write lock, and one taken on the way (a lock
+    upgrade) can fail with SQLITE_BUSY, so a write here is a bug in the caller, who should
+    use `Database.session()`."""
 
 
 @event.listens_for(ReadOnlySession, "before_flush")
@@ -88,12 +88,13 @@ class Database:
 
         @event.listens_for(self.engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            # Writers take the write lock at BEGIN and queue for it on busy_timeout; readers
-            # start deferred and never take it, so they run beside each other and beside
-            # the one writer (WAL).
-            if conn.get_execution_options().get(READ_ONLY):
-                conn.exec_driver_sql("BEGIN")
-            else:
+            # Writers take the write lock at BEGIN and queue for it on busy_timeout. Readers
+            # never take it: each of their statements is its own deferred transaction, so
+            # they run beside each other and beside the one writer (WAL), and each sees
+            # what was committed when it ran, as on PostgreSQL (READ COMMITTED), which the
+            # code already assumes. One BEGIN for them all would pin the first statement's
+            # snapshot for the whole request, behind in-process state that moves on.
+            if not conn.get_execution_options().get(READ_ONLY):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @asynccontextmanager
@@ -119,7 +120,7 @@ class Database:
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
         """A unit of work that only reads: nothing is committed, writing raises
-        ReadOnlyViolation, and on SQLite it never takes the write lock."""
+        ReadOnlyViolation, and on SQLite it never takes the write lock (see _on_begin)."""
         async with self.read_sessionmaker() as session:
             yield session
 

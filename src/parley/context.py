@@ -81,9 +81,7 @@ class AppContext:
             signing_key, issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
         )
         gateway_config = load_config(settings.config)
-        billing = BillingService(
-            db, backends.announcements, overrides=gateway_config.plans, clock=clock
-        )
+        billing = BillingService(db, backends.control, overrides=gateway_config.plans, clock=clock)
         orgs = OrgService(settings, billing=billing, clock=clock)
         accounts = AccountService(
             settings,
@@ -93,7 +91,7 @@ class AppContext:
             orgs=orgs,
             clock=clock,
         )
-        key_cache = KeyCache(backends.announcements, ttl_s=settings.key_cache_ttl_s)
+        key_cache = KeyCache(backends.control, ttl_s=settings.key_cache_ttl_s)
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
         keys = KeyService(key_cache, key_usage, clock=clock)
         usage = UsageRecorder(db, flush_s=settings.usage_flush_s)

@@ -109,9 +109,9 @@ async def test_a_key_revoked_through_one_process_is_refused_by_another(
 async def test_each_announcement_arrives_once_from_this_process_or_another(
     app: FastAPI, settings: Settings, clock: FakeClock
 ) -> None:
-    here = app.state.ctx.backends.announcements
+    here = app.state.ctx.backends.control
     async with running(settings, clock) as other, here.subscribe("test.channel") as messages:
-        there = other.state.ctx.backends.announcements
+        there = other.state.ctx.backends.control
         await here.publish("test.channel", b"from here")
         await there.publish("test.channel", b"from there")
         await there.publish("other.channel", b"not for us")

@@ -18,24 +18,20 @@ from parley.db.engine import Database
 class Backends:
     counters: Counters
     pubsub: PubSub
-    limiter: Limiter
-    redis: Redis | None = None
     # Control-plane announcements (a plan changed, a key revoked) for every process that
     # shares the data: Redis pub/sub, or the database's broadcasts table on SQLite.
-    control: PubSub | None = None
+    control: PubSub
+    limiter: Limiter
+    redis: Redis | None = None
 
     @property
     def kind(self) -> str:
         return "redis" if self.redis is not None else "memory"
 
-    @property
-    def announcements(self) -> PubSub:
-        return self.control or self.pubsub
-
     async def close(self) -> None:
         await self.counters.close()
         await self.pubsub.close()
-        if self.control is not None and self.control is not self.pubsub:
+        if self.control is not self.pubsub:
             await self.control.close()
         await self.limiter.close()
         if self.redis is not None:
@@ -50,11 +46,12 @@ def build_backends(settings: Settings, db: Database) -> Backends:
         return Backends(
             RedisCounters(redis, prefix=f"{ns}:c:"),
             pubsub,
+            pubsub,
             ResilientLimiter(RedisLimiter(redis, prefix=f"{ns}:l:")),
             redis,
-            control=pubsub,
         )
     # On SQLite, ids commit in order (one writer at a time), so polling "after the last id"
     # misses nothing. PostgreSQL without Redis stays one process (scale-out needs Redis).
-    control = DatabasePubSub(db, poll_s=settings.broadcast_poll_s) if db.is_sqlite else None
-    return Backends(MemoryCounters(), MemoryPubSub(), MemoryLimiter(), control=control)
+    memory = MemoryPubSub()
+    control = DatabasePubSub(db, poll_s=settings.broadcast_poll_s) if db.is_sqlite else memory
+    return Backends(MemoryCounters(), memory, control, MemoryLimiter())

@@ -63,6 +63,7 @@ class TicketCredentials:
                 "ticket and reconnect.",
                 code="token_expired",
             )
+        # Its own read-only unit: a socket has no request around it.
         async with self.app.db.read_session() as session:
             user = await self.app.accounts.get_active_user(session, user_id)
         if issued_at is None or issued_at < int(user.password_changed_at.timestamp()):

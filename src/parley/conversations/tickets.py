@@ -76,6 +76,7 @@ class SocketTickets:
     async def issue(self, org: OrgContext, conversation_id: str, token: str) -> IssuedTicket:
         """A ticket for the caller behind `token` (already authenticated as `org`), if the
         conversation is one they may see."""
+        # Its own read-only unit: asking for a ticket writes nothing, so it takes no lock.
         async with self.db.read_session() as session:
             await self.conversations.get(session, org, conversation_id)
         now = self.clock()

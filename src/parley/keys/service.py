@@ -161,6 +161,7 @@ class KeyService:
     async def actor_for(self, db: Database, org_id: str, key_id: str) -> Actor:
         """The key `key_id` as it stands now (uncached): refused once revoked or expired.
         For what authenticated with the key earlier and holds on (a conversation socket)."""
+        # Its own read-only unit, like `_load`: the caller holds no session.
         async with db.read_session() as session:
             key = await repository.get(session, org_id, key_id)
         if key is None:

@@ -106,17 +106,17 @@ async def test_one_command_in_flight_per_socket(
 ) -> None:
     owner = await register(client)
     conv = await create(client, owner.headers, model="slow-mock")
-    conversations = app.state.ctx.conversations
+    replies = app.state.ctx.replies
     entered, release = asyncio.Event(), asyncio.Event()
-    plan_reply = conversations.plan_reply
+    start = replies.start
 
     async def held(*args: Any, **kwargs: Any) -> Any:
-        """The first command stays in flight until the test releases it."""
+        """The first command stays in flight (its reply not yet started) until released."""
         entered.set()
         await release.wait()
-        return await plan_reply(*args, **kwargs)
+        return await start(*args, **kwargs)
 
-    monkeypatch.setattr(conversations, "plan_reply", held)
+    monkeypatch.setattr(replies, "start", held)
     words = " ".join(f"w{i}" for i in range(40))
     async with (
         serving(app) as url,

@@ -1,6 +1,6 @@
 """broadcasts
 
-Revision ID: 0008
+Revision ID: 0009
 Revises: 0007
 Create Date: 2026-11-30 08:11:00.444324
 """
@@ -14,7 +14,7 @@ from alembic import op
 
 import parley.db.base
 
-revision: str = "0008"
+revision: str = "0009"
 down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -58,6 +58,7 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/http_clients.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/usage_report.py
 	$(BIN)/python bench/metering.py
 

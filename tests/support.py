@@ -97,6 +97,20 @@ async def register(
     )
 
 
+async def operator(client: httpx.AsyncClient, app: FastAPI) -> Account:
+    """A new account made a platform operator, as `parley admin grant-operator` does."""
+    from sqlalchemy import update
+
+    from parley.accounts.models import User
+
+    account = await register(client)
+    async with app.state.ctx.db.session() as session:
+        await session.execute(
+            update(User).where(User.id == account.user_id).values(is_platform_admin=True)
+        )
+    return account
+
+
 async def create_key(
     client: httpx.AsyncClient,
     account: Account,

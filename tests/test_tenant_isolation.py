@@ -84,6 +84,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/conversations/{conversation}/messages/{reply}/regenerate", {}),
     ("POST", "/v1/conversations/{conversation}/messages/{user_message}/edit", {"content": "x"}),
     ("POST", "/v1/conversations/{conversation}/cancel", None),
+    ("POST", "/v1/conversations/{conversation}/ws-ticket", None),
 ]
 
 

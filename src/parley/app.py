@@ -70,6 +70,7 @@ def create_app(
         description="Self-hostable, multi-tenant AI API platform.",
         lifespan=lifespan,
         max_body_bytes=settings.max_body_bytes,
+        https=settings.serves_https,
         fast_routes={
             ("POST", "/v1/chat/completions"): gateway_api.chat_completions,
             ("POST", "/v1/embeddings"): gateway_api.embeddings,
@@ -98,5 +99,5 @@ def create_app(
     ):
         app.include_router(router)
     # Last: the web app (web/dist, or `web_dir`) answers what no API route matched.
-    webapp.install(app, web_dir)
+    webapp.install(app, web_dir, https=settings.serves_https)
     return app

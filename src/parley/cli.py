@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from parley.accounts.directory import AccountDirectory
-from parley.config import Settings
+from parley.config import MissingSecretKey, Settings
 from parley.context import AppContext
 from parley.errors import NotFound, ParleyError
 
@@ -37,6 +37,8 @@ def serve(
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    # Before the workers fork: a generated key is made once, and every worker reads it.
+    _require_signing_key(settings)
     if workers > 1:
         # Each process builds its own app from the environment.
         uvicorn.run(
@@ -66,6 +68,16 @@ def serve(
     )
 
 
+def _require_signing_key(settings: Settings) -> None:
+    """The signing key exists (made now in development when missing), or start-up stops
+    here saying how to set one."""
+    try:
+        settings.signing_key()
+    except MissingSecretKey as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 def _tune_gc() -> None:
     """The collector's full passes over everything built at start (frameworks, schemas,
     routes) cost the hot path about a tenth of its time: set those objects aside, and
@@ -93,6 +105,7 @@ def worker() -> None:
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    _require_signing_key(settings)
 
     async def run() -> None:
         ctx = AppContext.build(settings)
@@ -123,6 +136,7 @@ def bootstrap_cmd(
 
     settings = Settings()
     configure_logging("WARNING", json=settings.log_json)
+    _require_signing_key(settings)
     upgrade(settings.resolved_database_url)
 
     async def run() -> dict[str, object]:
@@ -204,6 +218,7 @@ def _run_admin(action: Callable[[AppContext], Awaitable[str]]) -> str:
 
     settings = Settings()
     configure_logging("WARNING", json=settings.log_json)
+    _require_signing_key(settings)
     upgrade(settings.resolved_database_url)
 
     async def run() -> str:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from parley.kit.keyfile import KeyFileError, read_or_create
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
 
-    env: str = "development"
+    env: str = "development"  # anything else needs PARLEY_SECRET_KEY
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("./data")
@@ -38,6 +41,12 @@ class Settings(BaseSettings):
     # Hosts that tenant-given URLs may reach although they resolve to private, loopback or
     # link-local addresses: exact names or `*.domain`, comma-separated in the environment.
     allowed_fetch_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Conversation WebSockets: one-time tickets, and what one socket may send
+    ws_ticket_ttl_s: int = 30
+    ws_max_message_bytes: int = 262_144
+    ws_messages_per_window: int = 30
+    ws_message_window_s: float = 10.0
 
     # Tokens and sessions
     access_token_ttl_s: int = 900
@@ -72,6 +81,9 @@ class Settings(BaseSettings):
 
     # API key principal cache
     key_cache_ttl_s: float = 30.0
+    # SQLite: how often a server reads the announcements of other processes (a plan
+    # changed by `parley admin set-plan`, a key revoked on another worker)
+    broadcast_poll_s: float = 1.0
     key_last_used_flush_s: float = 5.0
 
     # Background jobs
@@ -125,13 +137,29 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    @property
+    def serves_https(self) -> bool:
+        """Browsers reach Parley over https (PARLEY_PUBLIC_URL says so), whatever the
+        scheme of the hop from a TLS-terminating proxy."""
+        return urlsplit(self.base_url).scheme.lower() == "https"
+
     def signing_key(self) -> str:
-        """The JWT signing key: from the environment, else one generated and kept in data_dir."""
+        """The JWT signing key: from the environment; in development, else one generated
+        once into data_dir and shared by every process that uses that directory."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        if self.env != "development":
+            raise MissingSecretKey(
+                f"PARLEY_SECRET_KEY is not set, and outside development (PARLEY_ENV={self.env}) "
+                "Parley does not make one up. Set PARLEY_SECRET_KEY to a long random value, "
+                "the same for every Parley process, for example the output of: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        try:
+            return read_or_create(self.data_dir / "secret.key", lambda: secrets.token_urlsafe(48))
+        except KeyFileError as exc:
+            raise MissingSecretKey(str(exc)) from exc
+
+
+class MissingSecretKey(RuntimeError):
+    """No signing key: Parley cannot issue or check access tokens without one."""

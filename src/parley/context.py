@@ -20,6 +20,7 @@ from parley.conversations.context import ContextBuilder
 from parley.conversations.live import ConversationHub
 from parley.conversations.replies import ReplyRunner
 from parley.conversations.service import ConversationService
+from parley.conversations.tickets import SocketTickets
 from parley.db.engine import Database
 from parley.gateway.config import load_config
 from parley.gateway.service import GatewayService
@@ -27,7 +28,7 @@ from parley.jobs.worker import Handler, Worker
 from parley.keys.cache import KeyCache, KeyUsageTracker
 from parley.keys.service import KeyService
 from parley.kit.clock import Clock, Sleep, utcnow
-from parley.kit.jwt import AccessTokenSigner
+from parley.kit.jwt import AccessTokenSigner, TicketSigner
 from parley.kit.netguard import FetchGuard
 from parley.kit.passwords import PasswordHasherService
 from parley.mail import tasks as mail_tasks
@@ -61,6 +62,7 @@ class AppContext:
     conversations: ConversationService
     conversation_hub: ConversationHub
     replies: ReplyRunner
+    socket_tickets: SocketTickets
     clock: Clock = utcnow
     worker: Worker | None = field(default=None)
 
@@ -69,7 +71,7 @@ class AppContext:
         cls, settings: Settings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep
     ) -> AppContext:
         db = Database(settings.resolved_database_url, sqlite_pragmas=settings.sqlite_pragmas)
-        backends = build_backends(settings)
+        backends = build_backends(settings, db)
         mail: MailTransport
         if settings.smtp_url is not None:
             mail = SmtpTransport(
@@ -82,11 +84,12 @@ class AppContext:
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
+        signing_key = settings.signing_key()
         signer = AccessTokenSigner(
-            settings.signing_key(), issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
+            signing_key, issuer=settings.jwt_issuer, ttl_s=settings.access_token_ttl_s
         )
         gateway_config = load_config(settings.config)
-        billing = BillingService(db, backends.pubsub, overrides=gateway_config.plans, clock=clock)
+        billing = BillingService(db, backends.control, overrides=gateway_config.plans, clock=clock)
         orgs = OrgService(
             settings,
             billing=billing,
@@ -104,7 +107,7 @@ class AppContext:
             clock=clock,
             sleep=sleep,
         )
-        key_cache = KeyCache(backends.pubsub, ttl_s=settings.key_cache_ttl_s)
+        key_cache = KeyCache(backends.control, ttl_s=settings.key_cache_ttl_s)
         key_usage = KeyUsageTracker(db, flush_s=settings.key_last_used_flush_s, clock=clock)
         keys = KeyService(key_cache, key_usage, clock=clock)
         usage = UsageRecorder(db, flush_s=settings.usage_flush_s, data_dir=settings.data_dir)
@@ -121,6 +124,15 @@ class AppContext:
             db, gateway, ContextBuilder(gateway, gateway_config.conversations), clock=clock
         )
         conversation_hub = ConversationHub(backends.pubsub)
+        socket_tickets = SocketTickets(
+            db,
+            conversations,
+            TicketSigner(signing_key, issuer=settings.jwt_issuer),
+            signer,
+            backends.counters,
+            ttl_s=settings.ws_ticket_ttl_s,
+            clock=clock,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -140,6 +152,7 @@ class AppContext:
             conversations=conversations,
             conversation_hub=conversation_hub,
             replies=ReplyRunner(conversations, conversation_hub),
+            socket_tickets=socket_tickets,
             clock=clock,
         )
 

@@ -18,7 +18,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from tests.gateway.conftest import gateway_config
 from tests.gateway.fakes.openai_server import FakeOpenAI
-from tests.support import Account, assert_error, create_key
+from tests.support import Account, assert_error, create_key, operator
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 PRIMARY = "primary/upstream-mini"
@@ -57,6 +57,12 @@ class FakeMonotonic:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@pytest.fixture
+async def ops(client: httpx.AsyncClient, app: FastAPI) -> Account:
+    """A platform operator: provider health is theirs to read."""
+    return await operator(client, app)
 
 
 @pytest.fixture
@@ -243,7 +249,7 @@ async def open_primary(client: httpx.AsyncClient, api_key: str, fake_openai: Fak
 async def test_an_open_breaker_skips_the_deployment_and_health_shows_it(
     client: httpx.AsyncClient,
     api_key: str,
-    account: Account,
+    ops: Account,
     fake_openai: FakeOpenAI,
     fake_backup: FakeOpenAI,
     monotonic: FakeMonotonic,
@@ -253,23 +259,35 @@ async def test_an_open_breaker_skips_the_deployment_and_health_shows_it(
         answered_by(await chat(client, api_key), "backup", 1)
     assert len(fake_openai.requests) == 3, "an open circuit still sent requests to primary"
 
-    for headers in (auth(api_key), account.headers):  # an admin-scoped key, the owner
-        row = await health_of(client, headers)
-        assert row["state"] == "open"
-        assert (row["provider"], row["model"]) == ("primary", "gpt-4o-mini")
-        assert row["consecutive_failures"] >= 3
-        assert row["recent_error_rate"] > 0
-        backup = await health_of(client, headers, "backup/backup-mini")
-        assert (backup["state"], backup["recent_error_rate"]) == ("closed", 0)
+    row = await health_of(client, ops.headers)
+    assert row["state"] == "open"
+    assert (row["provider"], row["model"]) == ("primary", "gpt-4o-mini")
+    assert row["consecutive_failures"] >= 3
+    assert row["recent_error_rate"] > 0
+    backup = await health_of(client, ops.headers, "backup/backup-mini")
+    assert (backup["state"], backup["recent_error_rate"]) == ("closed", 0)
 
+
+async def test_provider_health_is_for_platform_operators_only(
+    client: httpx.AsyncClient, api_key: str, account: Account, ops: Account
+) -> None:
+    # The providers serve every tenant: an organisation's owner or admin key sees nothing.
     inference_only = await create_key(client, account, scopes=["inference"])
-    forbidden = await client.get("/v1/providers/health", headers=auth(inference_only["key"]))
-    assert_error(forbidden, 403, "permission_error")
+    for headers in (account.headers, auth(api_key), auth(inference_only["key"])):
+        forbidden = await client.get("/v1/providers/health", headers=headers)
+        assert_error(forbidden, 403, "permission_error", "operator_only")
+    missing = await client.get("/v1/providers/health")
+    assert_error(missing, 401, "authentication_error")
+    allowed = await client.get("/v1/providers/health", headers=ops.headers)
+    assert allowed.status_code == 200, allowed.text
+    deployments = {r["deployment"] for r in allowed.json()["data"]}
+    assert {PRIMARY, "backup/backup-mini"} <= deployments
 
 
 async def test_after_the_cooldown_one_probe_decides(
     client: httpx.AsyncClient,
     api_key: str,
+    ops: Account,
     fake_openai: FakeOpenAI,
     fake_backup: FakeOpenAI,
     monotonic: FakeMonotonic,
@@ -281,11 +299,11 @@ async def test_after_the_cooldown_one_probe_decides(
 
     # Past the 30 s cooldown one probe goes to primary; it fails, and the circuit re-opens.
     monotonic.advance(2)
-    assert (await health_of(client, auth(api_key)))["state"] == "half_open"
+    assert (await health_of(client, ops.headers))["state"] == "half_open"
     fake_openai.fail_next(500)
     answered_by(await chat(client, api_key), "backup", 2)
     assert len(fake_openai.requests) == 4, "one probe, and no retry through a re-opened circuit"
-    assert (await health_of(client, auth(api_key)))["state"] == "open"
+    assert (await health_of(client, ops.headers))["state"] == "open"
     answered_by(await chat(client, api_key), "backup", 1)
     assert len(fake_openai.requests) == 4
 
@@ -293,7 +311,7 @@ async def test_after_the_cooldown_one_probe_decides(
     monotonic.advance(31)
     answered_by(await chat(client, api_key), "primary", 1)
     assert len(fake_openai.requests) == 5
-    row = await health_of(client, auth(api_key))
+    row = await health_of(client, ops.headers)
     assert (row["state"], row["consecutive_failures"]) == ("closed", 0)
     answered_by(await chat(client, api_key), "primary", 1)
 
@@ -302,6 +320,7 @@ async def test_a_probe_that_crashes_does_not_wedge_the_circuit(
     app: FastAPI,
     client: httpx.AsyncClient,
     api_key: str,
+    ops: Account,
     fake_openai: FakeOpenAI,
     monotonic: FakeMonotonic,
     monkeypatch: pytest.MonkeyPatch,
@@ -321,7 +340,7 @@ async def test_a_probe_that_crashes_does_not_wedge_the_circuit(
     monkeypatch.undo()
     # The probe ended without a verdict: its slot is free, the next call probes again.
     answered_by(await chat(client, api_key), "primary", 1)
-    assert (await health_of(client, auth(api_key)))["state"] == "closed"
+    assert (await health_of(client, ops.headers))["state"] == "closed"
 
 
 async def test_every_deployment_open_is_a_fast_503(

@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI
 
 from tests.gateway.conftest import gateway_config
 from tests.gateway.fakes.openai_server import FakeOpenAI
 from tests.gateway.http1.servers import Peer, RawServer, answering
 from tests.gateway.http1.tls import TlsFiles, make_tls_files
-from tests.support import assert_error
+from tests.support import assert_error, operator
 
 CAP = 1024 * 1024
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -125,8 +126,11 @@ async def embed(client: httpx.AsyncClient, api_key: str, inputs: int, dims: int)
     )
 
 
-async def health(client: httpx.AsyncClient, api_key: str, deployment: str) -> dict[str, Any]:
-    response = await client.get("/v1/providers/health", headers=auth(api_key))
+async def health(client: httpx.AsyncClient, app: FastAPI, deployment: str) -> dict[str, Any]:
+    """A deployment's row of the providers' health, as a platform operator reads it."""
+    ops = await operator(client, app)
+    response = await client.get("/v1/providers/health", headers=ops.headers)
+    assert response.status_code == 200, response.text
     rows = [r for r in response.json()["data"] if r["deployment"] == deployment]
     return dict(rows[0])
 
@@ -143,7 +147,11 @@ async def test_a_large_embedding_batch_arrives_in_one_attempt(
 
 
 async def test_an_answer_over_the_cap_is_a_clear_error_and_not_retried(
-    client: httpx.AsyncClient, api_key: str, fake_openai: FakeOpenAI, fake_backup: FakeOpenAI
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    api_key: str,
+    fake_openai: FakeOpenAI,
+    fake_backup: FakeOpenAI,
 ) -> None:
     response = await embed(client, api_key, inputs=1000, dims=128)
     error = assert_error(response, 400, "invalid_request_error", "upstream_rejected_request")
@@ -163,12 +171,12 @@ async def test_an_answer_over_the_cap_is_a_clear_error_and_not_retried(
     assert len(fake_openai.requests) == 2
     assert fake_backup.requests == []
     # The deployment is not held responsible: its breaker saw no failure.
-    row = await health(client, api_key, "primary/upstream-mini")
+    row = await health(client, app, "primary/upstream-mini")
     assert (row["state"], row["consecutive_failures"]) == ("closed", 0)
 
 
 async def test_a_stale_pooled_connection_costs_no_attempt(
-    client: httpx.AsyncClient, api_key: str, resetting_upstream: RawServer
+    client: httpx.AsyncClient, app: FastAPI, api_key: str, resetting_upstream: RawServer
 ) -> None:
     # The second request is dropped unread on the first connection and answered on a new
     # one: the server reads it as its third.
@@ -182,7 +190,7 @@ async def test_a_stale_pooled_connection_costs_no_attempt(
         assert response.json()["choices"][0]["message"]["content"] == expected
         assert response.headers["x-parley-attempts"] == "1"
     assert resetting_upstream.connections == 2
-    row = await health(client, api_key, "raw/m")
+    row = await health(client, app, "raw/m")
     assert (row["state"], row["consecutive_failures"], row["recent_error_rate"]) == ("closed", 0, 0)
 
 

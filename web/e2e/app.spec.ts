@@ -84,11 +84,22 @@ test("chat: a reply streams in, and a second tab sees it live", async () => {
   // The title comes from the first message, and the list shows it.
   await expect(page.getByRole("list", { name: "Conversations" }).getByRole("link")).toHaveCount(1);
 
-  // A second tab on the same conversation, signed in from the refresh cookie.
+  // A second tab on the same conversation, signed in from the refresh cookie. Its live
+  // socket opens under the page's CSP (WebSockets to this origin only) with a one-time
+  // ticket: no access token in the URL.
   const second = await context.newPage();
   watch(second, "tab 2");
-  await second.goto(page.url());
+  const sockets: string[] = [];
+  second.on("websocket", (ws) => sockets.push(ws.url()));
+  const loaded = await second.goto(page.url());
+  const csp = (await loaded!.allHeaders())["content-security-policy"];
+  expect(csp).toContain(`connect-src 'self' ${BASE().replace("http:", "ws:")};`);
   await expect(second.getByRole("status", { name: "Live updates: Live" })).toBeVisible();
+  expect(sockets.length).toBeGreaterThan(0);
+  for (const url of sockets) {
+    expect(new URL(url).searchParams.get("ticket")).toBeTruthy();
+    expect(url).not.toContain("access_token");
+  }
   await page.getByLabel("Message", { exact: true }).fill("Second question seen elsewhere");
   await page.getByRole("button", { name: "Send" }).click();
   await expect(second.getByRole("list", { name: "Messages" })).toContainText(

@@ -46,7 +46,7 @@ OptionalRefresh = Annotated[RefreshRequest | None, Body()]
 
 
 def _secure(request: Request, settings: Settings) -> bool:
-    return request.url.scheme == "https" or settings.public_url.startswith("https://")
+    return request.url.scheme == "https" or settings.serves_https
 
 
 def set_refresh_cookie(

@@ -14,8 +14,8 @@ from parley.billing.schemas import (
     plan_out,
 )
 from parley.billing.service import BillingService
-from parley.errors import NotFound, PermissionDenied
-from parley.http.deps import Ctx, CurrentUser, DbSession, OrgFromHeader
+from parley.errors import NotFound
+from parley.http.deps import Ctx, CurrentOperator, DbSession, OrgFromHeader
 from parley.http.errors import error_responses
 from parley.kit.pagination import Page
 from parley.orgs.roles import Action
@@ -26,13 +26,14 @@ admin = APIRouter(prefix="/v1/admin", tags=["operator"])
 
 def subscription_out(billing: BillingService, sub: Subscription) -> SubscriptionOut:
     plan = billing.plan(sub.plan_id)
+    period_start, period_end = billing.period(sub)
     return SubscriptionOut(
         org_id=sub.org_id,
         plan=plan_out(plan),
         interval=sub.interval,
         status=sub.status,
-        current_period_start=sub.current_period_start,
-        current_period_end=sub.current_period_end,
+        current_period_start=period_start,
+        current_period_end=period_end,
         limits=limits_out(plan.limits.with_overrides(sub.custom_limits or {})),
         message_cap=sub.message_cap,
         spending_cap_micros=sub.spending_cap_micros,
@@ -58,7 +59,7 @@ async def list_plans(ctx: Ctx) -> Page[PlanOut]:
 async def get_subscription(org: OrgFromHeader, ctx: Ctx, session: DbSession) -> SubscriptionOut:
     org.require(Action.ORG_READ)
     await ctx.billing.ensure_plans()
-    return subscription_out(ctx.billing, await ctx.billing.subscription(session, org.org_id))
+    return subscription_out(ctx.billing, await ctx.billing.current(session, org.org_id))
 
 
 @router.patch(
@@ -92,10 +93,8 @@ async def update_caps(
     summary="Put an organisation on a plan (platform operators)",
 )
 async def set_plan(
-    org_id: str, body: SetPlanRequest, user: CurrentUser, ctx: Ctx, session: DbSession
+    org_id: str, body: SetPlanRequest, _operator: CurrentOperator, ctx: Ctx, session: DbSession
 ) -> SubscriptionOut:
-    if not user.is_platform_admin:
-        raise PermissionDenied("Only platform operators may change plans.", code="operator_only")
     if await ctx.orgs.find(session, org_id) is None:
         raise NotFound(f"No organisation {org_id}.", code="org_not_found")
     custom = body.model_dump(include={"messages", "rpm", "tpm", "seats", "storage_mb"})

@@ -119,10 +119,9 @@ class BillingService:
 
     # --- subscriptions -------------------------------------------------------------------
 
-    def start_subscription(self, session: AsyncSession, org_id: str) -> Subscription:
-        """New organisations start on the free plan, monthly, from now."""
+    def _new_subscription(self, org_id: str) -> Subscription:
         now = self.clock()
-        subscription = Subscription(
+        return Subscription(
             id=new_id("sub"),
             org_id=org_id,
             plan_id=DEFAULT_PLAN,
@@ -133,31 +132,49 @@ class BillingService:
             created_at=now,
             updated_at=now,
         )
+
+    def start_subscription(self, session: AsyncSession, org_id: str) -> Subscription:
+        """New organisations start on the free plan, monthly, from now."""
+        subscription = self._new_subscription(org_id)
         session.add(subscription)
         return subscription
 
+    def period(self, sub: Subscription) -> tuple[datetime, datetime]:
+        """The subscription's period that contains now (the stored one may have ended)."""
+        start, end = sub.current_period_start, sub.current_period_end
+        step = 12 if sub.interval == "year" else 1
+        now = self.clock()
+        while end <= now:
+            start, end = end, add_months(end, step)
+        return start, end
+
     async def subscription(self, session: AsyncSession, org_id: str) -> Subscription:
-        """The org's subscription, its period rolled forward to contain now."""
+        """The org's subscription for a change, its period rolled forward to contain now."""
         sub = await repository.subscription(session, org_id)
         if sub is None:
             sub = self.start_subscription(session, org_id)
             await session.flush()
-        now = self.clock()
-        step = 12 if sub.interval == "year" else 1
-        while sub.current_period_end <= now:
-            sub.current_period_start = sub.current_period_end
-            sub.current_period_end = add_months(sub.current_period_start, step)
+        start, end = self.period(sub)
+        if (start, end) != (sub.current_period_start, sub.current_period_end):
+            sub.current_period_start, sub.current_period_end = start, end
         return sub
+
+    async def current(self, session: AsyncSession, org_id: str) -> Subscription:
+        """The org's subscription, to read only: nothing is written (the period a change
+        stores is `period(sub)`; a missing row reads as a new free one)."""
+        sub = await repository.subscription(session, org_id)
+        return sub if sub is not None else self._new_subscription(org_id)
 
     def _limits_of(self, sub: Subscription) -> OrgLimits:
         plan = self.plan(sub.plan_id)
         limits = plan.limits.with_overrides(sub.custom_limits or {})
+        period_start, period_end = self.period(sub)
         return OrgLimits(
             org_id=sub.org_id,
             plan=plan,
             limits=limits,
-            period_start=sub.current_period_start,
-            period_end=sub.current_period_end,
+            period_start=period_start,
+            period_end=period_end,
             message_cap=sub.message_cap,
             spending_cap_micros=sub.spending_cap_micros,
             storage_used_bytes=sub.storage_used_bytes,
@@ -176,15 +193,16 @@ class BillingService:
 
     async def _load_limits(self, org_id: str) -> OrgLimits:
         await self.ensure_plans()
-        async with self.db.session() as session:
-            limits = self._limits_of(await self.subscription(session, org_id))
+        async with self.db.read_session() as session:
+            limits = self._limits_of(await self.current(session, org_id))
         self._cache[org_id] = limits
         return limits
 
     async def limits_in(self, session: AsyncSession, org_id: str) -> OrgLimits:
-        """Uncached, inside the caller's transaction (for checks that must be exact)."""
+        """Uncached, inside the caller's transaction (for checks that must be exact); it
+        only reads."""
         await self.ensure_plans()
-        return self._limits_of(await self.subscription(session, org_id))
+        return self._limits_of(await self.current(session, org_id))
 
     async def set_plan(
         self,
@@ -276,7 +294,7 @@ class BillingService:
 
     async def storage(self, org_id: str) -> tuple[int, int | None]:
         """Knowledge-base bytes used and allowed (None: unlimited)."""
-        async with self.db.session() as session:
+        async with self.db.read_session() as session:
             limits = await self.limits_in(session, org_id)
         allowed = limits.limits.storage_mb
         return limits.storage_used_bytes, None if allowed is None else allowed * 1024 * 1024

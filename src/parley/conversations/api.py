@@ -21,6 +21,7 @@ from parley.conversations.schemas import (
     PatchConversationRequest,
     PostMessageRequest,
     RegenerateRequest,
+    SocketTicketOut,
 )
 from parley.conversations.service import ReplyDraft
 from parley.conversations.socket import ConversationSocket
@@ -29,6 +30,7 @@ from parley.http.deps import (
     Ctx,
     DbSession,
     OrgFromHeader,
+    extract_token,
     inference_context,
 )
 from parley.http.errors import error_responses
@@ -303,6 +305,22 @@ async def cancel_reply(
     if running:
         await ctx.conversation_hub.cancel(conversation_id)
     return CancelOut(cancelled=running)
+
+
+@router.post(
+    "/{conversation_id}/ws-ticket",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 404),
+    summary="A one-time ticket that opens the conversation's WebSocket (valid 30 s)",
+    openapi_extra={"security": [{"HTTPBearer": []}]},
+)
+async def socket_ticket(conversation_id: str, request: Request, ctx: Ctx) -> SocketTicketOut:
+    # Reads only: authenticated and checked in read-only units, no write transaction.
+    org = await inference_context(ctx, request)
+    issued = await ctx.socket_tickets.issue(org, conversation_id, extract_token(request) or "")
+    return SocketTicketOut(
+        ticket=issued.ticket, expires_at=issued.expires_at, expires_in=issued.expires_in
+    )
 
 
 @router.websocket("/{conversation_id}/ws")

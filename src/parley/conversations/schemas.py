@@ -125,3 +125,12 @@ class ExchangeOut(BaseModel):
 class CancelOut(BaseModel):
     object: Literal["conversation.cancel"] = "conversation.cancel"
     cancelled: bool = Field(description="Whether a reply was in progress.")
+
+
+class SocketTicketOut(BaseModel):
+    object: Literal["conversation.ws_ticket"] = "conversation.ws_ticket"
+    ticket: str = Field(
+        description="Opens the conversation's WebSocket once: /v1/conversations/{id}/ws?ticket=..."
+    )
+    expires_at: datetime
+    expires_in: int = Field(description="Seconds the ticket stays valid.")

@@ -1,16 +1,25 @@
 """The live WebSocket of a conversation: every client on it sees every reply stream.
 
-Connect to `/v1/conversations/{id}/ws` with the credentials of the REST API: the
-`Authorization` header, or (for browsers, which cannot set headers on a WebSocket) the
-`access_token` query parameter; the organisation comes from `Parley-Organization` or the
-`org` parameter. `after=<message id>` resumes: the messages of the current branch after
-that one are sent first (each as `message.created`, as stored), then live events.
+Connect to `/v1/conversations/{id}/ws?ticket=...` with a one-time ticket from
+`POST /v1/conversations/{id}/ws-ticket` (browsers cannot set headers on a WebSocket, and a
+token in the URL would end up in logs), or with the `Authorization` header (the organisation
+then comes from `Parley-Organization` or the `org` parameter); see socket_auth.py.
+`after=<message id>` resumes: the messages of the current branch after that one are sent
+first (each as `message.created`, as stored), then live events.
 
 Server to client: `ready`, then the events of replies.py from any client and process,
 `cancelled` (the answer to a cancel), `pong`, and `error` for a command that failed.
 Client to server: `{"type": "send", "content", "model"?}`, `{"type": "regenerate",
 "message_id", "model"?}`, `{"type": "edit", "message_id", "content", "model"?}`,
 `{"type": "cancel"}`, `{"type": "ping"}`. Closing the socket stops the replies it started.
+
+One command at a time: a send, regenerate, edit or cancel is in flight until it has been
+handled (a reply started, or the cancel answered); the reply then streams on in the
+background and does not hold the socket, so a cancel can follow it. A command sent while
+another is in flight gets an `error` (`command_in_progress`); pings are answered at once.
+Every message counts against the socket's rate (`rate_limited` beyond it), and a message
+larger than the limit closes the socket with 1009.
+
 A socket that cannot be opened (bad credentials, unknown conversation) gets an `error` event
 and is closed with code 4000 + the HTTP status (4401, 4403, 4404); so is one whose access
 ends later (checked before every command and every minute).
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -31,23 +41,14 @@ from parley.context import AppContext
 from parley.conversations.live import Event
 from parley.conversations.replies import Reply, error_event, message_out
 from parley.conversations.service import ReplyKind
-from parley.errors import AuthenticationFailed, InvalidRequest, ParleyError
-from parley.http.deps import connection_context, extract_token
+from parley.conversations.socket_auth import SocketCredentials, socket_credentials
+from parley.errors import Conflict, InvalidRequest, ParleyError, RateLimited
 from parley.kit.ids import new_id
+from parley.kit.throttle import SlidingWindow
 from parley.principal import OrgContext
 
 COMMANDS: dict[str, ReplyKind] = {"send": "post", "regenerate": "regenerate", "edit": "edit"}
-
-
-async def socket_context(ctx: AppContext, ws: WebSocket) -> OrgContext:
-    token = extract_token(ws) or ws.query_params.get("access_token")
-    if not token:
-        raise AuthenticationFailed(
-            "Missing credentials: send 'Authorization: Bearer ...' or ?access_token=.",
-            code="missing_credentials",
-        )
-    org_header = ws.headers.get("parley-organization") or ws.query_params.get("org")
-    return await connection_context(ctx, ws, token, org_header)
+MESSAGE_TOO_BIG = 1009  # RFC 6455
 
 
 class ConversationSocket:
@@ -62,10 +63,17 @@ class ConversationSocket:
         self.commands: set[asyncio.Task[None]] = set()
         self.replies: list[Reply] = []
         self._send_lock = asyncio.Lock()
+        self._credentials: SocketCredentials | None = None
+        self._in_flight: asyncio.Task[None] | None = None
+        settings = ctx.settings
+        self.max_message_bytes = settings.ws_max_message_bytes
+        self._rate = SlidingWindow(settings.ws_messages_per_window, settings.ws_message_window_s)
 
     async def _authorize(self) -> OrgContext:
-        org = await socket_context(self.ctx, self.ws)
-        async with self.ctx.db.session() as session:
+        if self._credentials is None:  # a ticket is redeemed once, when the socket opens
+            self._credentials = await socket_credentials(self.ctx, self.ws, self.conversation_id)
+        org = await self._credentials.context()
+        async with self.ctx.db.read_session() as session:
             await self.ctx.conversations.get(session, org, self.conversation_id)
         return org
 
@@ -117,7 +125,7 @@ class ConversationSocket:
     async def _backlog(self, org: OrgContext, after: str | None) -> None:
         if after is None:
             return
-        async with self.ctx.db.session() as session:
+        async with self.ctx.db.read_session() as session:
             rows = await self.ctx.conversations.messages(session, org, self.conversation_id)
         ids = [m.id for m, _ in rows]
         start = ids.index(after) + 1 if after in ids else 0
@@ -138,6 +146,14 @@ class ConversationSocket:
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text") or message.get("bytes") or b""  # either frame kind
+            size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+            if size > self.max_message_bytes:
+                await self._too_big()
+                return
+            wait_s = self._rate.take()
+            if wait_s:
+                await self.send(error_event(self._rate_limited(wait_s)))
+                continue
             try:
                 command = orjson.loads(raw)
                 if not isinstance(command, dict):
@@ -146,14 +162,14 @@ class ConversationSocket:
                 await self.send(error_event(_bad("Each message must be a JSON object.")))
                 continue
             kind = command.get("type")
-            task: asyncio.Task[Any]
+            run: Callable[[OrgContext], Awaitable[None]]
             if kind == "ping":
                 await self.send({"type": "pong"})
-            elif kind == "cancel":
-                task = asyncio.create_task(self._command(self._cancel))
+                continue
+            if kind == "cancel":
+                run = self._cancel
             elif kind in COMMANDS:
-                start = partial(self._start_reply, kind=COMMANDS[kind], command=command)
-                task = asyncio.create_task(self._command(start))
+                run = partial(self._start_reply, kind=COMMANDS[kind], command=command)
             else:
                 await self.send(
                     error_event(
@@ -161,9 +177,28 @@ class ConversationSocket:
                     )
                 )
                 continue
-            if kind != "ping":
-                self.commands.add(task)
-                task.add_done_callback(self.commands.discard)
+            if self._in_flight is not None and not self._in_flight.done():
+                await self.send(error_event(_busy()))
+                continue
+            task = asyncio.create_task(self._command(run))
+            self._in_flight = task
+            self.commands.add(task)
+            task.add_done_callback(self.commands.discard)
+
+    async def _too_big(self) -> None:
+        limit = self.max_message_bytes
+        with contextlib.suppress(RuntimeError):
+            await self.ws.close(
+                code=MESSAGE_TOO_BIG, reason=f"Messages are limited to {limit} bytes."
+            )
+
+    def _rate_limited(self, wait_s: float) -> RateLimited:
+        limit, window = self._rate.limit, self._rate.window_s
+        return RateLimited(
+            f"At most {limit} messages per {window:g} s on one socket; this one was dropped. "
+            f"Wait {math.ceil(wait_s)} s.",
+            retry_after_s=math.ceil(wait_s),
+        )
 
     async def _command(self, run: Callable[[OrgContext], Awaitable[None]]) -> None:
         try:
@@ -211,3 +246,11 @@ class ConversationSocket:
 
 def _bad(message: str, *, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, code="invalid_command", param=param)
+
+
+def _busy() -> Conflict:
+    return Conflict(
+        "The previous command is still being handled; send this one again once it is "
+        "answered (message.created, cancelled or error).",
+        code="command_in_progress",
+    )

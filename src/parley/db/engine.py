@@ -15,8 +15,34 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from parley.db.unit import discard_after_commit, run_after_commit
+
+# Set on the engine that read-only sessions use: on SQLite they never take the write lock.
+READ_ONLY = "parley_read_only"
+
+
+class ReadOnlyViolation(RuntimeError):
+    """Something tried to write through a read-only session: a bug, caught where it happens."""
+
+
+class ReadOnlySession(Session):
+    """Refuses writes: on SQLite it holds no write lock, and one taken on the way (a lock
+    upgrade) can fail with SQLITE_BUSY, so a write here is a bug in the caller, who should
+    use `Database.session()`."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _no_flush(session: Session, _context: UOWTransaction, _instances: object) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlyViolation("A read-only session cannot write; use Database.session().")
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _no_write_statements(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlyViolation("A read-only session cannot write; use Database.session().")
 
 
 def ensure_sqlite_dir(url: str) -> None:
@@ -38,9 +64,14 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # The same pool, for reads only (see `read_session`).
+        self.read_engine: AsyncEngine = self.engine.execution_options(**{READ_ONLY: True})
         if self.is_sqlite:
             self._install_sqlite_pragmas(sqlite_pragmas or {})
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = async_sessionmaker(
+            self.read_engine, expire_on_commit=False, sync_session_class=ReadOnlySession
+        )
         # Told after a commit that enqueued jobs, so a local worker runs them at once.
         self.jobs_committed: Callable[[], None] | None = None
 
@@ -57,7 +88,14 @@ class Database:
 
         @event.listens_for(self.engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at BEGIN and queue for it on busy_timeout. Readers
+            # never take it: each of their statements is its own deferred transaction, so
+            # they run beside each other and beside the one writer (WAL), and each sees
+            # what was committed when it ran, as on PostgreSQL (READ COMMITTED), which the
+            # code already assumes. One BEGIN for them all would pin the first statement's
+            # snapshot for the whole request, behind in-process state that moves on.
+            if not conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -79,6 +117,13 @@ class Database:
                 raise
             await self._commit(session)
 
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads: nothing is committed, writing raises
+        ReadOnlyViolation, and on SQLite it never takes the write lock (see _on_begin)."""
+        async with self.read_sessionmaker() as session:
+            yield session
+
     async def _commit(self, session: AsyncSession) -> None:
         await session.commit()
         if session.info.pop("enqueued_jobs", None) and self.jobs_committed is not None:
@@ -86,7 +131,7 @@ class Database:
         await run_after_commit(session)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:

@@ -2,6 +2,7 @@
 
 from parley.accounts.models import RefreshToken, User
 from parley.audit.models import AuditEvent
+from parley.backends.models import Broadcast
 from parley.billing.models import PlanRow, QuotaNotice, Subscription
 from parley.conversations.models import Conversation, ConversationSummary, Message
 from parley.db.base import Base
@@ -14,6 +15,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Base",
+    "Broadcast",
     "Conversation",
     "ConversationSummary",
     "Invitation",

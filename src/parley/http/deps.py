@@ -27,7 +27,16 @@ def get_ctx(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-async def db_session(ctx: Ctx) -> AsyncIterator[AsyncSession]:
+_READS = frozenset({"GET", "HEAD"})
+
+
+async def db_session(ctx: Ctx, request: Request) -> AsyncIterator[AsyncSession]:
+    """GET and HEAD only read (on SQLite without the write lock, beside other readers and
+    the one writer); every other method is a unit of work that commits once."""
+    if request.method in _READS:
+        async with ctx.db.read_session() as session:
+            yield session
+        return
     async with ctx.db.session() as session:
         yield session
 
@@ -78,7 +87,7 @@ async def authenticate(
     if looks_like_api_key(token):
         return await ctx.keys.authenticate(ctx.db, token), None
     if session is None:
-        async with ctx.db.session() as own:
+        async with ctx.db.read_session() as own:
             user = await ctx.accounts.user_for_access_token(own, token)
     else:
         user = await ctx.accounts.user_for_access_token(session, token)
@@ -119,7 +128,7 @@ async def org_context(
         return OrgContext(org_id=org_id, actor=actor, ip=ip)
     assert actor.user_id is not None
     if session is None:
-        async with ctx.db.session() as own:
+        async with ctx.db.read_session() as own:
             role = await ctx.orgs.role_of(own, org_id, actor.user_id)
     else:
         role = await ctx.orgs.role_of(session, org_id, actor.user_id)
@@ -157,6 +166,25 @@ async def current_user(actor: CurrentActor, request: Request) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_operator(user: User | None) -> User:
+    """Platform operators only: people an operator named with `parley admin grant-operator`.
+    An API key belongs to one organisation, so it never is one."""
+    if user is None or not user.is_platform_admin:
+        raise PermissionDenied(
+            "Only platform operators may do this; an operator is named with "
+            "'parley admin grant-operator EMAIL'.",
+            code="operator_only",
+        )
+    return user
+
+
+async def current_operator(actor: CurrentActor, request: Request) -> User:
+    return require_operator(request.state.user)
+
+
+CurrentOperator = Annotated[User, Depends(current_operator)]
 
 
 async def org_from_path(

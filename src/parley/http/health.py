@@ -30,7 +30,7 @@ async def readyz(ctx: Ctx) -> Response:
     try:
         await ctx.db.ping()
         checks["database"] = "ok"
-        current = await current_revisions(ctx.db.engine)
+        current = await current_revisions(ctx.db.read_engine)
         heads = head_revisions(ctx.db.url)
         checks["migrations"] = (
             "ok" if current == heads else f"at {sorted(current)}, head is {sorted(heads)}"

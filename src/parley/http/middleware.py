@@ -25,6 +25,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 
 FastRoute = Callable[[Request], Awaitable[Response]]
 
+# A year, this host only: subdomains may be other services of the operator's.
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+
 
 class RequestContextMiddleware:
     """Also the hot path's router: the inference routes are dispatched from here, skipping
@@ -37,10 +40,13 @@ class RequestContextMiddleware:
         *,
         max_body_bytes: int,
         fast_routes: dict[tuple[str, str], FastRoute] | None = None,
+        https: bool = False,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.fast_routes = fast_routes or {}
+        # Browsers reach us over https (PARLEY_PUBLIC_URL): every answer says to stay on it.
+        self.https = https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -57,12 +63,14 @@ class RequestContextMiddleware:
             structlog.contextvars.bind_contextvars(client_request_id=incoming)
         started = time.perf_counter()
         status = {"code": 0}
-        id_header = (b"x-request-id", request_id.encode())
+        added = [(b"x-request-id", request_id.encode())]
+        if self.https or scope.get("scheme") == "https":
+            added.append(_HSTS)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message["headers"] = [*message.get("headers", []), id_header]
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         try:
@@ -156,6 +164,7 @@ class ParleyAPI(FastAPI):
         *,
         max_body_bytes: int,
         fast_routes: dict[tuple[str, str], FastRoute],
+        https: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -163,7 +172,7 @@ class ParleyAPI(FastAPI):
         # our envelope, then re-raises for us to log.
         self.add_exception_handler(Exception, _internal_error)
         self.entry = RequestContextMiddleware(
-            super().__call__, max_body_bytes=max_body_bytes, fast_routes=fast_routes
+            super().__call__, max_body_bytes=max_body_bytes, fast_routes=fast_routes, https=https
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

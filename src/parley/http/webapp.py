@@ -7,9 +7,11 @@ index.html: an unknown /v1/... stays a JSON 404.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -20,17 +22,30 @@ _API_PATHS = {"/v1", "/openapi.json", "/docs", "/redoc", "/healthz", "/readyz", 
 
 # The app loads only its own scripts and styles, talks only to this origin (HTTP and
 # WebSocket), and may not be framed.
-_HTML_HEADERS = {
-    "cache-control": "no-cache",
-    "content-security-policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
-        "base-uri 'self'; form-action 'self'"
-    ),
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "same-origin",
-}
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src {connect}; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'"
+)
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def html_headers(scope: Scope, *, https: bool) -> dict[str, str]:
+    """The page's headers. CSP Level 3 lets 'self' match the page's own ws:/wss: origin; the
+    origin is also named outright for browsers that read 'self' as http(s) only."""
+    host = Headers(scope=scope).get("host", "")
+    connect = "'self'"
+    if _HOST.match(host):
+        secure = https or scope.get("scheme") == "https"
+        connect += f" {'wss' if secure else 'ws'}://{host}"
+    return {
+        "cache-control": "no-cache",
+        "content-security-policy": _CSP.format(connect=connect),
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "referrer-policy": "same-origin",
+    }
+
 
 _NOT_BUILT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Parley</title></head>
@@ -63,13 +78,13 @@ def _file_in(root: Path, path: str) -> Path | None:
     return candidate
 
 
-def web_response(root: Path, path: str) -> Response:
+def web_response(root: Path, path: str, html: dict[str, str]) -> Response:
     index = root / "index.html"
     if not index.is_file():
         return HTMLResponse(_NOT_BUILT, status_code=200 if path == "/" else 404)
     found = _file_in(root, path)
     if found is None or found == index:
-        return FileResponse(index, headers=_HTML_HEADERS, media_type="text/html")
+        return FileResponse(index, headers=html, media_type="text/html")
     # Vite names everything under assets/ by content hash: cache it for good.
     immutable = found.parent == root / "assets"
     cache = "public, max-age=31536000, immutable" if immutable else "no-cache"
@@ -78,8 +93,9 @@ def web_response(root: Path, path: str) -> Response:
     )
 
 
-def install(app: FastAPI, web_dir: Path | None) -> None:
-    """Serve `web_dir` (or the not-built page) for GET and HEAD requests no route matched."""
+def install(app: FastAPI, web_dir: Path | None, *, https: bool = False) -> None:
+    """Serve `web_dir` (or the not-built page) for GET and HEAD requests no route matched;
+    `https`: browsers reach Parley over https (PARLEY_PUBLIC_URL)."""
     root = (web_dir or default_web_dir()).resolve()
     not_found = app.router.default
 
@@ -92,6 +108,7 @@ def install(app: FastAPI, web_dir: Path | None) -> None:
         ):
             await not_found(scope, receive, send)
             return
-        await web_response(root, path)(scope, receive, send)
+        html = html_headers(scope, https=https)
+        await web_response(root, path, html)(scope, receive, send)
 
     app.router.default = fallback

@@ -61,6 +61,19 @@ def _check_within_own_scopes(ctx: OrgContext, scopes: Sequence[Scope]) -> None:
         )
 
 
+def _entry(key: ApiKey, fetched_at: float) -> CachedKey:
+    return CachedKey(
+        key_id=key.id,
+        org_id=key.org_id,
+        scopes=frozenset(Scope(s) for s in key.scopes if s in _SCOPES),
+        expires_at=key.expires_at,
+        revoked=key.revoked_at is not None,
+        fetched_at=fetched_at,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
+    )
+
+
 class KeyService:
     def __init__(self, cache: KeyCache, usage: KeyUsageTracker, *, clock: Clock = utcnow) -> None:
         self.cache = cache
@@ -158,24 +171,25 @@ class KeyService:
         # Taken before the read: a revocation announced after this instant may not be
         # in what we read, so the cache refuses to keep the entry (see KeyCache.put).
         fetched_at = time.monotonic()
-        async with db.session() as session:
+        async with db.read_session() as session:
             key = await repository.get_by_hash(session, key_hash)
         if key is None:
             raise AuthenticationFailed(
                 "Invalid API key; check the key or create a new one.", code="invalid_api_key"
             )
-        entry = CachedKey(
-            key_id=key.id,
-            org_id=key.org_id,
-            scopes=frozenset(Scope(s) for s in key.scopes if s in _SCOPES),
-            expires_at=key.expires_at,
-            revoked=key.revoked_at is not None,
-            fetched_at=fetched_at,
-            rpm_limit=key.rpm_limit,
-            tpm_limit=key.tpm_limit,
-        )
+        entry = _entry(key, fetched_at)
         self.cache.put(key_hash, entry)
         return entry
+
+    async def actor_for(self, db: Database, org_id: str, key_id: str) -> Actor:
+        """The key `key_id` as it stands now (uncached): refused once revoked or expired.
+        For what authenticated with the key earlier and holds on (a conversation socket)."""
+        # Its own read-only unit, like `_load`: the caller holds no session.
+        async with db.read_session() as session:
+            key = await repository.get(session, org_id, key_id)
+        if key is None:
+            raise AuthenticationFailed("This API key no longer exists.", code="invalid_api_key")
+        return self._actor(_entry(key, time.monotonic()))
 
     async def authenticate(self, db: Database, secret: str) -> Actor:
         """Cached: a known key costs no database round trip until its entry expires."""
@@ -183,6 +197,9 @@ class KeyService:
         entry = self.cache.get(key_hash) or await self._lookups.run(
             key_hash, lambda: self._load(db, key_hash)
         )
+        return self._actor(entry)
+
+    def _actor(self, entry: CachedKey) -> Actor:
         if entry.revoked:
             raise AuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
         if entry.expires_at is not None and entry.expires_at <= self.clock():

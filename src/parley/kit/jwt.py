@@ -77,3 +77,53 @@ class AccessTokenSigner:
         if expires_at <= now:
             raise TokenExpired
         return AccessClaims(payload["sub"], expires_at, payload.get("jti", ""), issued_at)
+
+
+class TicketSigner:
+    """Short-lived signed tickets (JWT, HS256) for one purpose each: the `typ` claim tells
+    them apart from each other and from access tokens (which must say "access")."""
+
+    algorithm = "HS256"
+
+    def __init__(self, key: str, *, issuer: str) -> None:
+        self._key = key
+        self.issuer = issuer
+
+    def issue(self, typ: str, claims: dict[str, Any], now: datetime, ttl_s: int) -> str:
+        issued = int(now.timestamp())
+        payload = {
+            **claims,
+            "iss": self.issuer,
+            "iat": issued,
+            "exp": issued + ttl_s,
+            "jti": random_token(16),
+            "typ": typ,
+        }
+        return jwt.encode(payload, self._key, algorithm=self.algorithm)
+
+    def verify(self, token: str, typ: str, now: datetime) -> dict[str, Any]:
+        """The claims of a ticket of kind `typ`; TokenExpired or TokenInvalid otherwise."""
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                # Checked below against the injectable clock (see AccessTokenSigner.verify).
+                options={
+                    "require": ["exp", "iat", "iss", "jti", "typ"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid from exc
+        if payload.get("typ") != typ:
+            raise TokenInvalid
+        try:
+            expires = int(payload["exp"])
+        except (TypeError, ValueError) as exc:
+            raise TokenInvalid from exc
+        if expires <= now.timestamp():
+            raise TokenExpired
+        return payload

@@ -235,7 +235,7 @@ class QuotaService:
         period = (limits.org_id, limits.period_start)
         # No flush moves events from the buffer to the ledger while the two are read.
         async with self.recorder.frozen():
-            async with self.db.session() as session:
+            async with self.db.read_session() as session:
                 messages, cost = await repository.period_totals(
                     session, limits.org_id, limits.period_start, limits.period_end
                 )

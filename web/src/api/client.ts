@@ -5,7 +5,9 @@ import { authFetch } from "./http";
 import type { paths } from "./schema";
 
 export const api = createClient<paths>({
-  baseUrl: "",
+  // This origin, spelled out: the same for a browser, and parseable where Request wants
+  // absolute URLs (the component tests).
+  baseUrl: typeof window !== "undefined" ? window.location.origin : "",
   fetch: (request: Request) => authFetch(request),
 });
 

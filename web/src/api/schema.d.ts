@@ -512,7 +512,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Each deployment's circuit state, recent error rate and latency (admin) */
+        /** Each deployment's circuit state, error rate and latency (platform operators) */
         get: operations["providers_health_v1_providers_health_get"];
         put?: never;
         post?: never;
@@ -656,6 +656,23 @@ export interface paths {
         put?: never;
         /** Stop the reply in progress; what it wrote so far is kept */
         post: operations["cancel_reply_v1_conversations__conversation_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/conversations/{conversation_id}/ws-ticket": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A one-time ticket that opens the conversation's WebSocket (valid 30 s) */
+        post: operations["socket_ticket_v1_conversations__conversation_id__ws_ticket_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1483,6 +1500,30 @@ export interface components {
             seats?: number | null;
             /** Storage Mb */
             storage_mb?: number | null;
+        };
+        /** SocketTicketOut */
+        SocketTicketOut: {
+            /**
+             * Object
+             * @default conversation.ws_ticket
+             * @constant
+             */
+            object?: "conversation.ws_ticket";
+            /**
+             * Ticket
+             * @description Opens the conversation's WebSocket once: /v1/conversations/{id}/ws?ticket=...
+             */
+            ticket: string;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /**
+             * Expires In
+             * @description Seconds the ticket stays valid.
+             */
+            expires_in: number;
         };
         /** SubscriptionOut */
         SubscriptionOut: {
@@ -5198,6 +5239,64 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CancelOut"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Authenticated, but not allowed to do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description No such object (or it belongs to another organisation) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Body or parameters fail validation */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    socket_ticket_v1_conversations__conversation_id__ws_ticket_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                conversation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SocketTicketOut"];
                 };
             };
             /** @description Missing, invalid or expired credentials */

@@ -1,19 +1,25 @@
 // Live updates of one conversation over its WebSocket: replies from any client (another
 // tab, an API script) arrive as the same events as the SSE stream.
 import { useEffect, useRef, useState } from "react";
-import { getCurrentOrg } from "../api/http";
-import { getSession, refreshSession } from "../api/session";
+import { api, unwrap } from "../api/client";
 import { toChatEvent, type ChatEvent } from "./sse";
 
 export type SocketStatus = "connecting" | "live" | "offline";
 
-function socketUrl(conversationId: string, after: string | null): string | null {
-  const token = getSession().accessToken;
-  if (!token) return null;
+/**
+ * The socket's address with a fresh one-time ticket: a browser cannot set headers on a
+ * WebSocket, and the access token stays out of URLs (which servers and proxies log). The
+ * ticket request carries the session and the organisation like any API call (and refreshes
+ * an expired token first).
+ */
+export async function socketUrl(conversationId: string, after: string | null): Promise<string> {
+  const { ticket } = await unwrap(
+    api.POST("/v1/conversations/{conversation_id}/ws-ticket", {
+      params: { path: { conversation_id: conversationId } },
+    }),
+  );
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const params = new URLSearchParams({ access_token: token });
-  const org = getCurrentOrg();
-  if (org) params.set("org", org);
+  const params = new URLSearchParams({ ticket });
   if (after) params.set("after", after);
   return `${scheme}//${window.location.host}/v1/conversations/${encodeURIComponent(conversationId)}/ws?${params}`;
 }
@@ -40,10 +46,25 @@ export function useConversationSocket(
     let timer: number | undefined;
     let ping: number | undefined;
 
-    const connect = () => {
-      const url = socketUrl(conversationId, last.current());
-      if (!url || closed) return;
+    const retry = () => {
+      setStatus("offline");
+      attempts += 1;
+      if (attempts > 8) return;
+      timer = window.setTimeout(() => void connect(), Math.min(15_000, 500 * 2 ** attempts));
+    };
+
+    // Every attempt, the first and each reconnect, asks for a new ticket.
+    const connect = async () => {
+      if (closed) return;
       setStatus("connecting");
+      let url: string;
+      try {
+        url = await socketUrl(conversationId, last.current());
+      } catch {
+        if (!closed) retry();
+        return;
+      }
+      if (closed) return;
       const ws = new WebSocket(url);
       socket = ws;
       ws.onmessage = (message) => {
@@ -59,19 +80,13 @@ export function useConversationSocket(
       ws.onopen = () => {
         ping = window.setInterval(() => ws.readyState === WebSocket.OPEN && ws.send('{"type":"ping"}'), 25_000);
       };
-      ws.onclose = async (event) => {
+      ws.onclose = () => {
         window.clearInterval(ping);
-        if (closed) return;
-        setStatus("offline");
-        attempts += 1;
-        // A refused token (policy violation or an app code in 4xxx) gets a fresh one first.
-        if (event.code === 1008 || (event.code >= 4000 && event.code < 5000)) await refreshSession();
-        if (attempts > 8) return;
-        timer = window.setTimeout(connect, Math.min(15_000, 500 * 2 ** attempts));
+        if (!closed) retry();
       };
     };
 
-    connect();
+    void connect();
     return () => {
       closed = true;
       window.clearTimeout(timer);

@@ -4,6 +4,7 @@ the next start."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,5 +107,26 @@ async def test_what_the_last_flush_could_not_write_is_written_by_the_next_start(
         )
         assert not list((tmp_path / SPILL_DIR).glob("*.jsonl")), "a replayed file goes"
         assert await again.replay_spilled() == 0
+    finally:
+        await db.dispose()
+
+
+async def test_totals_read_during_a_flush_count_each_event_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    db = Database(database_url)
+    recorder = UsageRecorder(db, flush_s=3600, data_dir=tmp_path)
+    try:
+        for _ in range(40):
+            recorder.record(usage())
+        start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+        flushing = asyncio.create_task(recorder.flush())
+        await asyncio.sleep(0)  # the flush has the batch and is writing it
+        async with db.read_session() as session:
+            during = await recorder.period_totals(session, "org_ledger", start, end)
+        assert await flushing == 40
+        async with db.read_session() as session:
+            after = await recorder.period_totals(session, "org_ledger", start, end)
+        assert during == after == (40, 40 * 11), "never in the ledger and the buffer at once"
     finally:
         await db.dispose()

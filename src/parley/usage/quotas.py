@@ -30,7 +30,6 @@ from parley.errors import ParleyError, PermissionDenied, RateLimited, ServiceUna
 from parley.kit.clock import Clock, utcnow
 from parley.kit.singleflight import SingleFlight
 from parley.principal import OrgContext
-from parley.usage import repository
 from parley.usage.recorder import UsageRecorder
 
 log = structlog.get_logger("parley.quotas")
@@ -233,17 +232,13 @@ class QuotaService:
         from the ledger, the events not yet written, and the calls still running here."""
         message_key, spend_key, ttl = self._period_keys(limits)
         period = (limits.org_id, limits.period_start)
-        # No flush moves events from the buffer to the ledger while the two are read.
-        async with self.recorder.frozen():
-            async with self.db.read_session() as session:
-                messages, cost = await repository.period_totals(
-                    session, limits.org_id, limits.period_start, limits.period_end
-                )
-            pending_messages, pending_cost = self.recorder.pending_totals(
-                limits.org_id, limits.period_start
+        async with self.db.read_session() as session:
+            messages, cost = await self.recorder.period_totals(
+                session, limits.org_id, limits.period_start, limits.period_end
             )
-            messages += pending_messages + self._reserved[period]
-            cost += pending_cost
+            # Read at the same instant as the buffer (nothing awaits in between): a call
+            # that ends from now on is settled against the rebuilt counters.
+            messages += self._reserved[period]
             self._epochs[period] += 1
         await self.limiter.seed(message_key, messages, ttl)
         await self.limiter.seed(spend_key, cost, ttl)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import structlog
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from parley.db.engine import Database
 from parley.usage import repository
@@ -112,11 +113,16 @@ class UsageRecorder:
         rows = [r for r in self._buffer if r["org_id"] == org_id and r["created_at"] >= start]
         return sum(r["messages"] for r in rows), sum(int(r["cost_micros"]) for r in rows)
 
-    @contextlib.asynccontextmanager
-    async def frozen(self) -> AsyncIterator[None]:
-        """No flush runs meanwhile: the ledger and the buffer can be read as one."""
+    async def period_totals(
+        self, session: AsyncSession, org_id: str, start: datetime, end: datetime
+    ) -> tuple[int, int]:
+        """Messages and cost of an organisation's period: the ledger's and the buffer's, read
+        as one (no flush moves events from one to the other meanwhile, which would count
+        them twice or not at all)."""
         async with self._lock:
-            yield
+            messages, cost = await repository.period_totals(session, org_id, start, end)
+            pending_messages, pending_cost = self.pending_totals(org_id, start)
+        return messages + pending_messages, cost + pending_cost
 
     async def flush(self) -> int:
         async with self._lock:

@@ -46,14 +46,9 @@ class UsageService:
     async def summary(self, session: AsyncSession, ctx: OrgContext) -> UsageSummaryOut:
         ctx.require(Action.USAGE_READ)
         limits = await self.billing.limits_in(session, ctx.org_id)
-        messages, cost = await repository.period_totals(
+        messages, cost = await self.recorder.period_totals(
             session, ctx.org_id, limits.period_start, limits.period_end
         )
-        pending_messages, pending_cost = self.recorder.pending_totals(
-            ctx.org_id, limits.period_start
-        )
-        messages += pending_messages
-        cost += pending_cost
         plan = limits.limits
         message_limit = plan.messages if limits.message_limit is None else limits.message_limit
         storage_limit = None if plan.storage_mb is None else plan.storage_mb * 1024 * 1024

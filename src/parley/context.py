@@ -37,7 +37,7 @@ from parley.orgs.service import OrgService
 from parley.signup import SignUp
 from parley.usage.quotas import QuotaService
 from parley.usage.recorder import UsageRecorder
-from parley.usage.service import UsageService
+from parley.usage.service import UsageReports
 
 log = structlog.get_logger("parley")
 
@@ -54,10 +54,10 @@ class AppContext:
     keys: KeyService
     key_cache: KeyCache
     key_usage: KeyUsageTracker
-    usage: UsageRecorder
+    usage_recorder: UsageRecorder
     billing: BillingService
     quotas: QuotaService
-    usage_reports: UsageService
+    usage_reports: UsageReports
     gateway: GatewayService
     conversations: ConversationService
     conversation_hub: ConversationHub
@@ -112,7 +112,7 @@ class AppContext:
         keys = KeyService(key_cache, key_usage, clock=clock)
         usage = UsageRecorder(db, flush_s=settings.usage_flush_s, data_dir=settings.data_dir)
         quotas = QuotaService(backends.limiter, billing, db, usage, clock=clock)
-        usage_reports = UsageService(billing, orgs, usage, clock=clock)
+        usage_reports = UsageReports(billing, orgs, usage, clock=clock)
         gateway = GatewayService(
             gateway_config,
             usage,
@@ -144,7 +144,7 @@ class AppContext:
             keys=keys,
             key_cache=key_cache,
             key_usage=key_usage,
-            usage=usage,
+            usage_recorder=usage,
             billing=billing,
             quotas=quotas,
             usage_reports=usage_reports,
@@ -172,8 +172,9 @@ class AppContext:
     async def start(self, *, with_worker: bool, with_gateway: bool = True) -> None:
         await self.key_cache.start()
         self.key_usage.start()
-        await self.usage.replay_spilled()  # before any quota counter is rebuilt from the ledger
-        self.usage.start()
+        # Before any quota counter is rebuilt from the ledger.
+        await self.usage_recorder.replay_spilled()
+        self.usage_recorder.start()
         await self.billing.start()
         if with_gateway:
             await self.gateway.start()
@@ -194,7 +195,7 @@ class AppContext:
             self.gateway.stop,
             self.quotas.drain,
             self.billing.stop,
-            self.usage.stop,
+            self.usage_recorder.stop,
             self.key_usage.stop,
             self.key_cache.stop,
             self.backends.close,

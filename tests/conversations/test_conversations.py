@@ -74,7 +74,7 @@ async def test_two_exchanges_build_a_chained_branch_and_meter_usage(
     assert got.json()["current_leaf_id"] == messages[-1]["id"]
 
     ctx = app.state.ctx
-    await ctx.usage.flush()
+    await ctx.usage_recorder.flush()
     async with ctx.db.session() as session:
         events = list(
             await session.scalars(select(UsageEvent).where(UsageEvent.org_id == owner.org_id))

@@ -51,7 +51,7 @@ def cost(prompt: int, completion: int) -> int:
 async def usage_rows(app: FastAPI, *, flush: bool = True) -> list[UsageEvent]:
     ctx = app.state.ctx
     if flush:
-        await ctx.usage.flush()
+        await ctx.usage_recorder.flush()
     async with ctx.db.session() as session:
         result = await session.scalars(select(UsageEvent).order_by(UsageEvent.id))
         return list(result)
@@ -290,7 +290,7 @@ async def test_embeddings_are_metered(
 async def test_the_same_request_is_never_recorded_twice(
     app: FastAPI, client: httpx.AsyncClient, key: dict[str, Any], account: Account
 ) -> None:
-    recorder = app.state.ctx.usage
+    recorder = app.state.ctx.usage_recorder
     usage = Usage(
         id="req_0000duplicate0000",
         org_id=account.org_id,
@@ -350,7 +350,7 @@ async def test_the_hot_path_does_not_write_and_shutdown_flushes(
             assert streamed.status_code == 200
         request_ids = {response.headers["x-request-id"], streamed.headers["x-request-id"]}
         # Answered, yet nothing written: the events wait in memory for the next flush.
-        assert application.state.ctx.usage.pending == 2
+        assert application.state.ctx.usage_recorder.pending == 2
         assert await usage_rows(application, flush=False) == []
     # Leaving the lifespan is a graceful shutdown: it flushes what was pending.
     engine = create_async_engine(settings.database_url)

@@ -139,7 +139,7 @@ async def set_plan(app: FastAPI, org_id: str, plan: str, **custom: int | None) -
 
 async def usage_events(app: FastAPI, org_id: str) -> list[UsageEvent]:
     ctx = app.state.ctx
-    await ctx.usage.flush()
+    await ctx.usage_recorder.flush()
     async with ctx.db.session() as session:
         rows = await session.scalars(
             select(UsageEvent).where(UsageEvent.org_id == org_id).order_by(UsageEvent.created_at)

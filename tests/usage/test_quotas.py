@@ -115,7 +115,7 @@ async def test_two_instances_over_real_sockets_share_the_last_ten_messages(
             *(chat(c, secret) for _ in range(25) for c in (first, second))
         )
         await settle(other)
-        await other.state.ctx.usage.flush()
+        await other.state.ctx.usage_recorder.flush()
     assert sorted(r.status_code for r in responses) == [200] * 10 + [429] * 40
     for response in responses:
         if response.status_code == 429:
@@ -327,7 +327,7 @@ async def test_counters_lost_are_rebuilt_from_the_ledger(
 ) -> None:
     assert [(await chat(client, secret)).status_code for _ in range(3)] == [200] * 3
     await settle(app)
-    assert await app.state.ctx.usage.flush() == 3
+    assert await app.state.ctx.usage_recorder.flush() == 3
 
     if stack == "embedded":
         # A restart: a new process over the same database, its counters empty.

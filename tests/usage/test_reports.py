@@ -61,7 +61,7 @@ async def test_the_summary_shows_each_quota_and_the_cost_so_far(
     assert before_flush["period_start"] == period["current_period_start"]
     assert before_flush["period_end"] == period["current_period_end"]
 
-    await app.state.ctx.usage.flush()
+    await app.state.ctx.usage_recorder.flush()
     assert await summary(client, account) == before_flush, "ledger and buffer counted once"
 
     # Members of every role read their organisation's usage; others do not see it at all.
@@ -167,7 +167,7 @@ async def test_the_report_breaks_usage_down_by_day_model_key_and_user(
     await call(second["key"], second, BROKEN)
     assert [c.ok for c in calls] == [True] * 6 + [False]
     await settle(app)
-    await app.state.ctx.usage.flush()
+    await app.state.ctx.usage_recorder.flush()
 
     for group_by in ("day", "model", "api_key", "user"):
         body, rows = await report(client, account, group_by=group_by)

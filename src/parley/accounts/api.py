@@ -19,7 +19,7 @@ from parley.accounts.schemas import (
 from parley.accounts.service import Session
 from parley.config import Settings
 from parley.errors import AuthenticationFailed
-from parley.http.deps import Client, Ctx, CurrentUser, DbSession
+from parley.http.deps import App, Client, CurrentUser, DbSession
 from parley.http.errors import error_responses
 
 auth = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -99,13 +99,13 @@ def token_response(s: Session) -> TokenResponse:
 )
 async def register(
     body: RegisterRequest,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     client: Client,
     request: Request,
     response: Response,
 ) -> TokenResponse:
-    result = await ctx.signup.register(
+    result = await app.signup.register(
         session,
         email=body.email,
         password=body.password,
@@ -113,23 +113,23 @@ async def register(
         org_name=body.org_name,
         client=client,
     )
-    set_refresh_cookie(response, request, ctx.settings, result)
+    set_refresh_cookie(response, request, app.settings, result)
     return token_response(result)
 
 
 @auth.post("/login", responses=error_responses(401, 413, 422, 429), summary="Log in")
 async def login(
     body: LoginRequest,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     client: Client,
     request: Request,
     response: Response,
 ) -> TokenResponse:
-    result = await ctx.accounts.login(
+    result = await app.accounts.login(
         session, email=body.email, password=body.password, client=client
     )
-    set_refresh_cookie(response, request, ctx.settings, result)
+    set_refresh_cookie(response, request, app.settings, result)
     return token_response(result)
 
 
@@ -139,7 +139,7 @@ async def login(
     summary="Swap a refresh token (body or cookie) for a new pair (the old one stops working)",
 )
 async def refresh(
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     client: Client,
     request: Request,
@@ -152,8 +152,8 @@ async def refresh(
             "No refresh token: send refresh_token in the body, or log in again.",
             code="missing_refresh_token",
         )
-    result = await ctx.accounts.refresh(session, refresh_token=token, client=client)
-    set_refresh_cookie(response, request, ctx.settings, result)
+    result = await app.accounts.refresh(session, refresh_token=token, client=client)
+    set_refresh_cookie(response, request, app.settings, result)
     return token_response(result)
 
 
@@ -164,13 +164,13 @@ async def refresh(
     summary="End the session the refresh token (body or cookie) belongs to; clears the cookie",
 )
 async def logout(
-    ctx: Ctx, session: DbSession, client: Client, request: Request, body: OptionalRefresh = None
+    app: App, session: DbSession, client: Client, request: Request, body: OptionalRefresh = None
 ) -> Response:
     token = presented_refresh_token(body, request)
     if token is not None:
-        await ctx.accounts.logout(session, refresh_token=token, client=client)
+        await app.accounts.logout(session, refresh_token=token, client=client)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    clear_refresh_cookie(response, request, ctx.settings)
+    clear_refresh_cookie(response, request, app.settings)
     return response
 
 
@@ -181,9 +181,9 @@ async def get_me(user: CurrentUser) -> UserOut:
 
 @users.patch("/me", responses=error_responses(401, 403, 404, 422), summary="Update your profile")
 async def update_me(
-    body: UpdateProfileRequest, user: CurrentUser, ctx: Ctx, session: DbSession
+    body: UpdateProfileRequest, user: CurrentUser, app: App, session: DbSession
 ) -> UserOut:
-    updated = await ctx.accounts.update_profile(
+    updated = await app.accounts.update_profile(
         session, user, name=body.name, default_org_id=body.default_org_id
     )
     return user_out(updated)
@@ -196,9 +196,9 @@ async def update_me(
     summary="Change your password (ends your other sessions)",
 )
 async def change_password(
-    body: ChangePasswordRequest, user: CurrentUser, ctx: Ctx, session: DbSession, client: Client
+    body: ChangePasswordRequest, user: CurrentUser, app: App, session: DbSession, client: Client
 ) -> Response:
-    await ctx.accounts.change_password(
+    await app.accounts.change_password(
         session,
         user,
         current_password=body.current_password,

@@ -47,7 +47,7 @@ def record(
 
 def record_in(
     session: AsyncSession,
-    ctx: OrgContext,
+    org: OrgContext,
     action: AuditAction,
     *,
     target_type: str | None = None,
@@ -57,9 +57,9 @@ def record_in(
     record(
         session,
         action,
-        org_ids=[ctx.org_id],
-        actor=ctx.actor,
-        ip=ctx.ip,
+        org_ids=[org.org_id],
+        actor=org.actor,
+        ip=org.ip,
         target_type=target_type,
         target_id=target_id,
         details=details,

@@ -15,7 +15,7 @@ from parley.billing.schemas import (
 )
 from parley.billing.service import BillingService
 from parley.errors import NotFound
-from parley.http.deps import Ctx, CurrentOperator, DbSession, OrgFromHeader
+from parley.http.deps import App, CurrentOperator, DbSession, OrgFromHeader
 from parley.http.errors import error_responses
 from parley.kit.pagination import Page
 from parley.orgs.roles import Action
@@ -45,9 +45,9 @@ def subscription_out(billing: BillingService, sub: Subscription) -> Subscription
     responses=error_responses(503),
     summary="The plans on offer, with prices and limits (no credentials needed)",
 )
-async def list_plans(ctx: Ctx) -> Page[PlanOut]:
-    await ctx.billing.ensure_plans()
-    plans = sorted(ctx.billing.plans.values(), key=lambda p: p.sort_order)
+async def list_plans(app: App) -> Page[PlanOut]:
+    await app.billing.ensure_plans()
+    plans = sorted(app.billing.plans.values(), key=lambda p: p.sort_order)
     return Page.build(plans, False, plan_out)
 
 
@@ -56,10 +56,10 @@ async def list_plans(ctx: Ctx) -> Page[PlanOut]:
     responses=error_responses(401, 403, 404),
     summary="Your organisation's plan, period and limits",
 )
-async def get_subscription(org: OrgFromHeader, ctx: Ctx, session: DbSession) -> SubscriptionOut:
+async def get_subscription(org: OrgFromHeader, app: App, session: DbSession) -> SubscriptionOut:
     org.require(Action.ORG_READ)
-    await ctx.billing.ensure_plans()
-    return subscription_out(ctx.billing, await ctx.billing.current(session, org.org_id))
+    await app.billing.ensure_plans()
+    return subscription_out(app.billing, await app.billing.current(session, org.org_id))
 
 
 @router.patch(
@@ -68,13 +68,13 @@ async def get_subscription(org: OrgFromHeader, ctx: Ctx, session: DbSession) -> 
     summary="Set the organisation's own message cap and spending cap (admins)",
 )
 async def update_caps(
-    body: UpdateCapsRequest, org: OrgFromHeader, ctx: Ctx, session: DbSession
+    body: UpdateCapsRequest, org: OrgFromHeader, app: App, session: DbSession
 ) -> SubscriptionOut:
     org.require(Action.ORG_UPDATE)
     # PATCH: a cap left out of the body stays as it is; null removes it.
-    current = await ctx.billing.subscription(session, org.org_id)
+    current = await app.billing.subscription(session, org.org_id)
     given = body.model_fields_set
-    sub = await ctx.billing.set_caps(
+    sub = await app.billing.set_caps(
         session,
         org.org_id,
         message_cap=body.message_cap if "message_cap" in given else current.message_cap,
@@ -84,7 +84,7 @@ async def update_caps(
             else current.spending_cap_micros
         ),
     )
-    return subscription_out(ctx.billing, sub)
+    return subscription_out(app.billing, sub)
 
 
 @admin.put(
@@ -93,12 +93,12 @@ async def update_caps(
     summary="Put an organisation on a plan (platform operators)",
 )
 async def set_plan(
-    org_id: str, body: SetPlanRequest, _operator: CurrentOperator, ctx: Ctx, session: DbSession
+    org_id: str, body: SetPlanRequest, _operator: CurrentOperator, app: App, session: DbSession
 ) -> SubscriptionOut:
-    if await ctx.orgs.find(session, org_id) is None:
+    if await app.orgs.find(session, org_id) is None:
         raise NotFound(f"No organisation {org_id}.", code="org_not_found")
     custom = body.model_dump(include={"messages", "rpm", "tpm", "seats", "storage_mb"})
-    sub = await ctx.billing.set_plan(
+    sub = await app.billing.set_plan(
         session, org_id, body.plan, interval=body.interval, custom=custom
     )
-    return subscription_out(ctx.billing, sub)
+    return subscription_out(app.billing, sub)

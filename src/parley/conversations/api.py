@@ -27,7 +27,7 @@ from parley.conversations.service import ReplyDraft
 from parley.conversations.socket import ConversationSocket
 from parley.gateway.sse import encode_event
 from parley.http.deps import (
-    Ctx,
+    App,
     DbSession,
     OrgFromHeader,
     extract_token,
@@ -79,9 +79,9 @@ def conversation_out(c: Conversation) -> ConversationOut:
     summary="Start a conversation",
 )
 async def create_conversation(
-    body: CreateConversationRequest, org: OrgFromHeader, ctx: Ctx, session: DbSession
+    body: CreateConversationRequest, org: OrgFromHeader, app: App, session: DbSession
 ) -> ConversationOut:
-    conversation = await ctx.conversations.create(
+    conversation = await app.conversations.create(
         session,
         org,
         title=body.title,
@@ -98,14 +98,14 @@ async def create_conversation(
 )
 async def list_conversations(
     org: OrgFromHeader,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     paging: Annotated[PageParams, Depends(page_params)],
     q: Annotated[
         str | None, Query(max_length=200, description="Only titles containing this text.")
     ] = None,
 ) -> Page[ConversationOut]:
-    rows, has_more = await ctx.conversations.list(
+    rows, has_more = await app.conversations.list(
         session, org, query=q, limit=paging.limit, after=paging.after
     )
     return Page.build(rows, has_more, conversation_out)
@@ -115,9 +115,9 @@ async def list_conversations(
     "/{conversation_id}", responses=error_responses(401, 403, 404), summary="One conversation"
 )
 async def get_conversation(
-    conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
+    conversation_id: str, org: OrgFromHeader, app: App, session: DbSession
 ) -> ConversationOut:
-    return conversation_out(await ctx.conversations.get(session, org, conversation_id))
+    return conversation_out(await app.conversations.get(session, org, conversation_id))
 
 
 @router.patch(
@@ -129,10 +129,10 @@ async def patch_conversation(
     conversation_id: str,
     body: PatchConversationRequest,
     org: OrgFromHeader,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
 ) -> ConversationOut:
-    conversation = await ctx.conversations.patch(
+    conversation = await app.conversations.patch(
         session, org, conversation_id, body.model_dump(exclude_unset=True)
     )
     return conversation_out(conversation)
@@ -145,9 +145,9 @@ async def patch_conversation(
     summary="Delete a conversation",
 )
 async def delete_conversation(
-    conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
+    conversation_id: str, org: OrgFromHeader, app: App, session: DbSession
 ) -> Response:
-    await ctx.conversations.delete(session, org, conversation_id)
+    await app.conversations.delete(session, org, conversation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -157,9 +157,9 @@ async def delete_conversation(
     summary="The messages of the conversation's current branch, oldest first",
 )
 async def list_messages(
-    conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
+    conversation_id: str, org: OrgFromHeader, app: App, session: DbSession
 ) -> MessageList:
-    rows = await ctx.conversations.messages(session, org, conversation_id)
+    rows = await app.conversations.messages(session, org, conversation_id)
     return MessageList(data=[message_out(m, siblings) for m, siblings in rows])
 
 
@@ -194,12 +194,12 @@ def to_markdown(export: ConversationExport) -> str:
 async def export_conversation(
     conversation_id: str,
     org: OrgFromHeader,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     format: Annotated[Literal["json", "markdown"], Query()] = "json",
 ) -> ConversationExport | Response:
-    conversation = await ctx.conversations.get(session, org, conversation_id)
-    rows = await ctx.conversations.messages(session, org, conversation_id)
+    conversation = await app.conversations.get(session, org, conversation_id)
+    rows = await app.conversations.messages(session, org, conversation_id)
     export = ConversationExport(
         conversation=conversation_out(conversation),
         messages=[message_out(m, siblings) for m, siblings in rows],
@@ -214,9 +214,9 @@ async def export_conversation(
 
 
 async def _answer(
-    request: Request, ctx: AppContext, org: OrgContext, draft: ReplyDraft, *, stream: bool
+    request: Request, app: AppContext, org: OrgContext, draft: ReplyDraft, *, stream: bool
 ) -> Response:
-    reply = await ctx.replies.start(org, request.state.request_id, draft, listen=stream)
+    reply = await app.replies.start(org, request.state.request_id, draft, listen=stream)
     if stream:
         return _sse(reply)
     assistant = await reply.task
@@ -247,14 +247,14 @@ def _sse(reply: Reply) -> ClosingStreamingResponse:
     **REPLY_ROUTE,
 )
 async def post_message(
-    conversation_id: str, body: PostMessageRequest, request: Request, ctx: Ctx
+    conversation_id: str, body: PostMessageRequest, request: Request, app: App
 ) -> Response:
     # No unit of work spans the model's reply: it is stored in short ones before and after.
-    org = await inference_context(ctx, request)
-    draft = await ctx.conversations.draft_reply(
+    org = await inference_context(app, request)
+    draft = await app.conversations.draft_reply(
         org, conversation_id, kind="post", content=body.content, model=body.model
     )
-    return await _answer(request, ctx, org, draft, stream=body.stream)
+    return await _answer(request, app, org, draft, stream=body.stream)
 
 
 @router.post(
@@ -263,13 +263,13 @@ async def post_message(
     **REPLY_ROUTE,
 )
 async def regenerate(
-    conversation_id: str, message_id: str, body: RegenerateRequest, request: Request, ctx: Ctx
+    conversation_id: str, message_id: str, body: RegenerateRequest, request: Request, app: App
 ) -> Response:
-    org = await inference_context(ctx, request)
-    draft = await ctx.conversations.draft_reply(
+    org = await inference_context(app, request)
+    draft = await app.conversations.draft_reply(
         org, conversation_id, kind="regenerate", message_id=message_id, model=body.model
     )
-    return await _answer(request, ctx, org, draft, stream=body.stream)
+    return await _answer(request, app, org, draft, stream=body.stream)
 
 
 @router.post(
@@ -278,10 +278,10 @@ async def regenerate(
     **REPLY_ROUTE,
 )
 async def edit_message(
-    conversation_id: str, message_id: str, body: EditMessageRequest, request: Request, ctx: Ctx
+    conversation_id: str, message_id: str, body: EditMessageRequest, request: Request, app: App
 ) -> Response:
-    org = await inference_context(ctx, request)
-    draft = await ctx.conversations.draft_reply(
+    org = await inference_context(app, request)
+    draft = await app.conversations.draft_reply(
         org,
         conversation_id,
         kind="edit",
@@ -289,7 +289,7 @@ async def edit_message(
         content=body.content,
         model=body.model,
     )
-    return await _answer(request, ctx, org, draft, stream=body.stream)
+    return await _answer(request, app, org, draft, stream=body.stream)
 
 
 @router.post(
@@ -299,11 +299,11 @@ async def edit_message(
     summary="Stop the reply in progress; what it wrote so far is kept",
 )
 async def cancel_reply(
-    conversation_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession
+    conversation_id: str, org: OrgFromHeader, app: App, session: DbSession
 ) -> CancelOut:
-    running = await ctx.conversations.reply_in_progress(session, org, conversation_id)
+    running = await app.conversations.reply_in_progress(session, org, conversation_id)
     if running:
-        await ctx.conversation_hub.cancel(conversation_id)
+        await app.conversation_hub.cancel(conversation_id)
     return CancelOut(cancelled=running)
 
 
@@ -314,10 +314,10 @@ async def cancel_reply(
     summary="A one-time ticket that opens the conversation's WebSocket (valid 30 s)",
     openapi_extra={"security": [{"HTTPBearer": []}]},
 )
-async def socket_ticket(conversation_id: str, request: Request, ctx: Ctx) -> SocketTicketOut:
+async def socket_ticket(conversation_id: str, request: Request, app: App) -> SocketTicketOut:
     # Reads only: authenticated and checked in read-only units, no write transaction.
-    org = await inference_context(ctx, request)
-    issued = await ctx.socket_tickets.issue(org, conversation_id, extract_token(request) or "")
+    org = await inference_context(app, request)
+    issued = await app.socket_tickets.issue(org, conversation_id, extract_token(request) or "")
     return SocketTicketOut(
         ticket=issued.ticket, expires_at=issued.expires_at, expires_in=issued.expires_in
     )

@@ -91,7 +91,7 @@ class ContextBuilder:
 
     async def build(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         spec: ModelSpec,
         *,
         system_prompt: str | None,
@@ -152,7 +152,7 @@ class ContextBuilder:
         keep = _newest_within(tail_costs, (room - summary_room) // 2)
         fold = history[start : len(history) - keep]
         try:
-            new = await self._summarize(ctx, summary, fold, summary_room, model)
+            new = await self._summarize(org, summary, fold, summary_room, model)
         except ParleyError as exc:
             # Better a shorter memory than no reply: this turn falls back to truncation.
             log.warning("conversations.summary_failed", error=exc.code, model=model)
@@ -163,7 +163,7 @@ class ContextBuilder:
 
     async def _summarize(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         previous: Summary | None,
         fold: Sequence[Turn],
         max_tokens: int,
@@ -171,7 +171,7 @@ class ContextBuilder:
     ) -> Summary:
         """Fold `fold` into `previous`, in as many calls as the summary model's window needs."""
         name = self.settings.summary_model or context_model
-        spec = self.gateway.model(ctx, name, kind="chat")
+        spec = self.gateway.model(org, name, kind="chat")
         # The summary must fit the room of the context model, whoever writes it.
         limit = max(1, max_tokens - count_text(SUMMARY_HEADING, context_model) - 1)
         reply_tokens = min(limit, spec.max_output_tokens)
@@ -200,7 +200,7 @@ class ContextBuilder:
             }
             # Admitted like any call (rates, plan tier, spending cap), but not a message.
             done = await self.gateway.complete(
-                ctx,
+                org,
                 new_id("req"),
                 body,
                 spec,

@@ -130,24 +130,24 @@ class ReplyRunner:
     # --- a reply ---------------------------------------------------------------------------
 
     async def start(
-        self, ctx: OrgContext, request_id: str, draft: ReplyDraft, *, listen: bool
+        self, org: OrgContext, request_id: str, draft: ReplyDraft, *, listen: bool
     ) -> Reply:
         """Admit, build the context, open the upstream stream, store the messages; the reply
         then streams on in a task of its own. `listen`: keep this reply's events for the
         caller. Admission comes first, so a refused reply costs no summary call."""
-        await self.gateway.admit(ctx, request_id, draft.spec, draft.estimate(), counts_message=True)
+        await self.gateway.admit(org, request_id, draft.spec, draft.estimate(), counts_message=True)
         started = time.perf_counter()
         try:
-            plan = await self.conversations.plan_reply(ctx, draft)
+            plan = await self.conversations.plan_reply(org, draft)
             body = {**plan.body, "stream": True, "stream_options": {"include_usage": True}}
             _, chunks = await self.gateway.open_stream(
-                ctx, request_id, body, plan.spec, endpoint="conversation"
+                org, request_id, body, plan.spec, endpoint="conversation"
             )
         except BaseException:
             self.gateway.release(request_id)  # a no-op once the usage was recorded
             raise
         try:
-            user, assistant = await self._store_start(ctx, plan)
+            user, assistant = await self._store_start(org, plan)
         except BaseException:
             await _close(chunks)  # records the usage of what was opened
             raise
@@ -157,20 +157,20 @@ class ReplyRunner:
                 await self._emit(plan.conversation_id, queue, _event("message.created", message))
         finally:  # the reply goes on (and is stored) even if the caller is gone by now
             task = asyncio.create_task(
-                self._stream(ctx, plan, body, assistant, chunks, started, queue),
+                self._stream(org, plan, body, assistant, chunks, started, queue),
                 name=f"parley-reply-{assistant.id}",
             )
             self.hub.track(plan.conversation_id, task)
         return Reply(user, assistant, task, queue)
 
-    async def _store_start(self, ctx: OrgContext, plan: ReplyPlan) -> tuple[MessageOut, MessageOut]:
+    async def _store_start(self, org: OrgContext, plan: ReplyPlan) -> tuple[MessageOut, MessageOut]:
         async with self.db.session() as session:
-            conversation = await self.conversations.get(session, ctx, plan.conversation_id)
+            conversation = await self.conversations.get(session, org, plan.conversation_id)
             now = self.clock()
             if plan.store_user:
                 user = Message(
                     id=plan.user.id,
-                    org_id=ctx.org_id,
+                    org_id=org.org_id,
                     conversation_id=conversation.id,
                     parent_id=plan.user_parent_id,
                     role="user",
@@ -180,13 +180,13 @@ class ReplyRunner:
                 )
                 session.add(user)
             else:
-                found = await repository.message(session, ctx.org_id, conversation.id, plan.user.id)
+                found = await repository.message(session, org.org_id, conversation.id, plan.user.id)
                 if found is None:
                     raise NotFound(f"No message {plan.user.id} in this conversation.")
                 user = found
             assistant = Message(
                 id=new_id("msg"),
-                org_id=ctx.org_id,
+                org_id=org.org_id,
                 conversation_id=conversation.id,
                 parent_id=user.id,
                 role="assistant",
@@ -201,7 +201,7 @@ class ReplyRunner:
                 session.add(
                     ConversationSummary(
                         id=new_id("csum"),
-                        org_id=ctx.org_id,
+                        org_id=org.org_id,
                         conversation_id=conversation.id,
                         upto_message_id=summary.upto_message_id,
                         content=summary.content,
@@ -217,16 +217,16 @@ class ReplyRunner:
             conversation.updated_at = now
             await session.flush()
             user_siblings = await repository.children_ids(
-                session, ctx.org_id, conversation.id, user.parent_id
+                session, org.org_id, conversation.id, user.parent_id
             )
             reply_siblings = await repository.children_ids(
-                session, ctx.org_id, conversation.id, user.id
+                session, org.org_id, conversation.id, user.id
             )
             return message_out(user, user_siblings), message_out(assistant, reply_siblings)
 
     async def _stream(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         plan: ReplyPlan,
         body: Json,
         assistant: MessageOut,
@@ -260,7 +260,7 @@ class ReplyRunner:
                         size += len(delta)
                         await self._emit(conversation_id, queue, event)
                         if time.monotonic() >= save_at:
-                            await self._save_partial(ctx, assistant, "".join(text))
+                            await self._save_partial(org, assistant, "".join(text))
                             save_at = time.monotonic() + self.save_every_s
                     if choice.get("finish_reason") == "length":
                         status = "incomplete"
@@ -288,7 +288,7 @@ class ReplyRunner:
                 await _close(chunks)
         finish = asyncio.ensure_future(
             self._finish(
-                ctx, plan, body, assistant, "".join(text), usage, status, error, started, queue
+                org, plan, body, assistant, "".join(text), usage, status, error, started, queue
             )
         )
         while True:
@@ -303,7 +303,7 @@ class ReplyRunner:
 
     async def _finish(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         plan: ReplyPlan,
         body: Json,
         assistant: MessageOut,
@@ -321,7 +321,7 @@ class ReplyRunner:
             prompt = count_messages(body["messages"], plan.spec.name)
             completion = count_text(content, plan.spec.name)
         final = await self._store_end(
-            ctx,
+            org,
             assistant,
             content=content,
             status=status,
@@ -335,15 +335,15 @@ class ReplyRunner:
             await self._emit(plan.conversation_id, queue, {"type": "error", "error": error})
         return final
 
-    async def _save_partial(self, ctx: OrgContext, assistant: MessageOut, content: str) -> None:
+    async def _save_partial(self, org: OrgContext, assistant: MessageOut, content: str) -> None:
         """Reloads mid-reply show what has arrived, and a crash loses only the last seconds."""
         async with self.db.session() as session:
-            await repository.save_partial(session, ctx.org_id, assistant.id, content, self.clock())
+            await repository.save_partial(session, org.org_id, assistant.id, content, self.clock())
 
-    async def _store_end(self, ctx: OrgContext, assistant: MessageOut, **fields: Any) -> MessageOut:
+    async def _store_end(self, org: OrgContext, assistant: MessageOut, **fields: Any) -> MessageOut:
         async with self.db.session() as session:
             message = await repository.message(
-                session, ctx.org_id, assistant.conversation_id, assistant.id
+                session, org.org_id, assistant.conversation_id, assistant.id
             )
             if message is None:  # the conversation was deleted meanwhile
                 return assistant.model_copy(update=fields)

@@ -126,14 +126,14 @@ def _check_content(content: str) -> None:
         )
 
 
-def _sees_all(ctx: OrgContext) -> bool:
+def _sees_all(org: OrgContext) -> bool:
     """Admins and owners see every conversation of the org, and so do API keys (they act
     for the organisation); members and viewers see only their own."""
-    return ctx.actor.api_key_id is not None or ctx.role in (Role.ADMIN, Role.OWNER)
+    return org.actor.api_key_id is not None or org.role in (Role.ADMIN, Role.OWNER)
 
 
-def _owner_filter(ctx: OrgContext) -> str | None:
-    return None if _sees_all(ctx) else ctx.actor.id
+def _owner_filter(org: OrgContext) -> str | None:
+    return None if _sees_all(org) else org.actor.id
 
 
 class ConversationService:
@@ -153,16 +153,16 @@ class ConversationService:
     # --- conversations -------------------------------------------------------------------
 
     async def _check_model(
-        self, session: AsyncSession, ctx: OrgContext, model: str | None
+        self, session: AsyncSession, org: OrgContext, model: str | None
     ) -> str | None:
         if model is None:
             return None
-        return (await self.gateway.plan_model(ctx, model, session=session)).name
+        return (await self.gateway.plan_model(org, model, session=session)).name
 
     async def create(
         self,
         session: AsyncSession,
-        ctx: OrgContext,
+        org: OrgContext,
         *,
         title: str | None,
         model: str | None,
@@ -170,14 +170,14 @@ class ConversationService:
         metadata: dict[str, Any],
         context_strategy: Strategy = "summarize",
     ) -> Conversation:
-        ctx.require(Action.CONVERSATIONS)
+        org.require(Action.CONVERSATIONS)
         now = self.clock()
         conversation = Conversation(
             id=new_id("conv"),
-            org_id=ctx.org_id,
-            created_by=ctx.actor.id,
+            org_id=org.org_id,
+            created_by=org.actor.id,
             title=title.strip() if title and title.strip() else None,
-            model=await self._check_model(session, ctx, model),
+            model=await self._check_model(session, org, model),
             system_prompt=system_prompt or None,
             metadata_=metadata,
             context_strategy=context_strategy,
@@ -191,28 +191,28 @@ class ConversationService:
     async def list(
         self,
         session: AsyncSession,
-        ctx: OrgContext,
+        org: OrgContext,
         *,
         query: str | None,
         limit: int,
         after: str | None,
     ) -> tuple[Sequence[Conversation], bool]:
-        ctx.require(Action.CONVERSATIONS)
+        org.require(Action.CONVERSATIONS)
         return await repository.list_conversations(
             session,
-            ctx.org_id,
-            created_by=_owner_filter(ctx),
+            org.org_id,
+            created_by=_owner_filter(org),
             title_query=query.strip() if query else None,
             limit=limit,
             after=after,
         )
 
     async def get(
-        self, session: AsyncSession, ctx: OrgContext, conversation_id: str
+        self, session: AsyncSession, org: OrgContext, conversation_id: str
     ) -> Conversation:
-        ctx.require(Action.CONVERSATIONS)
+        org.require(Action.CONVERSATIONS)
         conversation = await repository.get(
-            session, ctx.org_id, conversation_id, created_by=_owner_filter(ctx)
+            session, org.org_id, conversation_id, created_by=_owner_filter(org)
         )
         if conversation is None:
             raise NotFound(
@@ -223,20 +223,20 @@ class ConversationService:
     async def patch(
         self,
         session: AsyncSession,
-        ctx: OrgContext,
+        org: OrgContext,
         conversation_id: str,
         changes: dict[str, Any],
     ) -> Conversation:
         """Apply the fields given (title, system_prompt, metadata, model, context_strategy,
         current_leaf_id)."""
-        conversation = await self.get(session, ctx, conversation_id)
+        conversation = await self.get(session, org, conversation_id)
         if "title" in changes:
             title = changes["title"]
             conversation.title = title.strip() if title and title.strip() else None
         if "system_prompt" in changes:
             conversation.system_prompt = changes["system_prompt"] or None
         if "model" in changes:
-            conversation.model = await self._check_model(session, ctx, changes["model"])
+            conversation.model = await self._check_model(session, org, changes["model"])
         if "metadata" in changes:
             conversation.metadata_ = changes["metadata"] or {}
         if changes.get("context_strategy"):
@@ -254,18 +254,18 @@ class ConversationService:
         await session.flush()
         return conversation
 
-    async def delete(self, session: AsyncSession, ctx: OrgContext, conversation_id: str) -> None:
-        conversation = await self.get(session, ctx, conversation_id)
+    async def delete(self, session: AsyncSession, org: OrgContext, conversation_id: str) -> None:
+        conversation = await self.get(session, org, conversation_id)
         now = self.clock()
         conversation.deleted_at = now
         conversation.updated_at = now
         await session.flush()
 
     async def reply_in_progress(
-        self, session: AsyncSession, ctx: OrgContext, conversation_id: str
+        self, session: AsyncSession, org: OrgContext, conversation_id: str
     ) -> bool:
-        conversation = await self.get(session, ctx, conversation_id)
-        return await repository.streaming_exists(session, ctx.org_id, conversation.id)
+        conversation = await self.get(session, org, conversation_id)
+        return await repository.streaming_exists(session, org.org_id, conversation.id)
 
     # --- messages ------------------------------------------------------------------------
 
@@ -274,16 +274,16 @@ class ConversationService:
         return Tree(rows)
 
     async def messages(
-        self, session: AsyncSession, ctx: OrgContext, conversation_id: str
+        self, session: AsyncSession, org: OrgContext, conversation_id: str
     ) -> Sequence[tuple[Message, Sequence[str]]]:
         """The current branch, oldest first, each message with its siblings' ids."""
-        conversation = await self.get(session, ctx, conversation_id)
+        conversation = await self.get(session, org, conversation_id)
         tree = await self._tree(session, conversation)
         return [(m, tree.siblings(m)) for m in tree.branch(conversation.current_leaf_id)]
 
     async def draft_reply(
         self,
-        ctx: OrgContext,
+        org: OrgContext,
         conversation_id: str,
         *,
         kind: ReplyKind,
@@ -297,13 +297,13 @@ class ConversationService:
         `message_id` (a sibling of it); regenerate: another reply to the user message
         that assistant message `message_id` answered.
         """
-        ctx.require(Action.CONVERSATIONS)
+        org.require(Action.CONVERSATIONS)
         if content is not None:
             _check_content(content)
         async with self.db.session() as session:
-            conversation = await self.get(session, ctx, conversation_id)
+            conversation = await self.get(session, org, conversation_id)
             tree = await self._tree(session, conversation)
-            summaries = await repository.summaries(session, ctx.org_id, conversation.id)
+            summaries = await repository.summaries(session, org.org_id, conversation.id)
         if kind == "post":
             assert content is not None
             parent_id = conversation.current_leaf_id
@@ -342,7 +342,7 @@ class ConversationService:
                 code="model_required",
                 param="model",
             )
-        spec = await self.gateway.plan_model(ctx, name)
+        spec = await self.gateway.plan_model(org, name)
         history = [Turn(m.id, m.role, m.content) for m in tree.branch(parent_id) if m.content]
         on_branch = {t.id for t in history}
         summary = next(
@@ -366,11 +366,11 @@ class ConversationService:
             strategy="truncate" if conversation.context_strategy == "truncate" else "summarize",
         )
 
-    async def plan_reply(self, ctx: OrgContext, draft: ReplyDraft) -> ReplyPlan:
+    async def plan_reply(self, org: OrgContext, draft: ReplyDraft) -> ReplyPlan:
         """Build the model's context within its window (for an admitted reply: summarizing
         older messages calls a model)."""
         context = await self.context.build(
-            ctx,
+            org,
             draft.spec,
             system_prompt=draft.system_prompt,
             history=draft.history,
@@ -379,7 +379,7 @@ class ConversationService:
             strategy=draft.strategy,
         )
         body, spec, _ = self.gateway.prepare_chat(
-            ctx,
+            org,
             {
                 "model": draft.spec.name,
                 "messages": context.messages,

@@ -56,8 +56,8 @@ class ConversationSocket:
     # revoked key, an expired token or a removed member loses the socket too.
     recheck_s = 60.0
 
-    def __init__(self, ctx: AppContext, ws: WebSocket, conversation_id: str) -> None:
-        self.ctx = ctx
+    def __init__(self, app: AppContext, ws: WebSocket, conversation_id: str) -> None:
+        self.app = app
         self.ws = ws
         self.conversation_id = conversation_id
         self.commands: set[asyncio.Task[None]] = set()
@@ -65,16 +65,16 @@ class ConversationSocket:
         self._send_lock = asyncio.Lock()
         self._credentials: SocketCredentials | None = None
         self._in_flight: asyncio.Task[None] | None = None
-        settings = ctx.settings
+        settings = app.settings
         self.max_message_bytes = settings.ws_max_message_bytes
         self._rate = SlidingWindow(settings.ws_messages_per_window, settings.ws_message_window_s)
 
     async def _authorize(self) -> OrgContext:
         if self._credentials is None:  # a ticket is redeemed once, when the socket opens
-            self._credentials = await socket_credentials(self.ctx, self.ws, self.conversation_id)
+            self._credentials = await socket_credentials(self.app, self.ws, self.conversation_id)
         org = await self._credentials.context()
-        async with self.ctx.db.read_session() as session:
-            await self.ctx.conversations.get(session, org, self.conversation_id)
+        async with self.app.db.read_session() as session:
+            await self.app.conversations.get(session, org, self.conversation_id)
         return org
 
     async def _refuse(self, exc: ParleyError) -> None:
@@ -89,7 +89,7 @@ class ConversationSocket:
         except ParleyError as exc:
             await self._refuse(exc)
             return
-        hub = self.ctx.conversation_hub
+        hub = self.app.conversation_hub
         async with hub.events(self.conversation_id) as events:
             # Subscribed before the backlog is read: nothing falls between the two.
             await self.send({"type": "ready", "conversation_id": self.conversation_id})
@@ -125,8 +125,8 @@ class ConversationSocket:
     async def _backlog(self, org: OrgContext, after: str | None) -> None:
         if after is None:
             return
-        async with self.ctx.db.read_session() as session:
-            rows = await self.ctx.conversations.messages(session, org, self.conversation_id)
+        async with self.app.db.read_session() as session:
+            rows = await self.app.conversations.messages(session, org, self.conversation_id)
         ids = [m.id for m, _ in rows]
         start = ids.index(after) + 1 if after in ids else 0
         for message, siblings in rows[start:]:
@@ -209,12 +209,12 @@ class ConversationSocket:
         await run(org)
 
     async def _cancel(self, org: OrgContext) -> None:
-        async with self.ctx.db.session() as session:
-            running = await self.ctx.conversations.reply_in_progress(
+        async with self.app.db.session() as session:
+            running = await self.app.conversations.reply_in_progress(
                 session, org, self.conversation_id
             )
         if running:
-            await self.ctx.conversation_hub.cancel(self.conversation_id)
+            await self.app.conversation_hub.cancel(self.conversation_id)
         await self.send(
             {"type": "cancelled", "conversation_id": self.conversation_id, "cancelled": running}
         )
@@ -230,7 +230,7 @@ class ConversationSocket:
                 raise _bad("message_id must be a message id.", param="message_id")
             if model is not None and not isinstance(model, str):
                 raise _bad("model must be a string.", param="model")
-            draft = await self.ctx.conversations.draft_reply(
+            draft = await self.app.conversations.draft_reply(
                 org,
                 self.conversation_id,
                 kind=kind,
@@ -238,7 +238,7 @@ class ConversationSocket:
                 message_id=message_id,
                 model=model,
             )
-            reply = await self.ctx.replies.start(org, new_id("req"), draft, listen=False)
+            reply = await self.app.replies.start(org, new_id("req"), draft, listen=False)
             self.replies.append(reply)
         except ParleyError as exc:
             await self.send(error_event(exc))

@@ -1,4 +1,5 @@
-"""The gateway's logic: resolve the model, route the call, meter what it cost."""
+"""The gateway's logic: resolve the model, admit the call, route it, meter what it cost
+(admission and metering: metering.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,7 @@ from parley.errors import InvalidRequest, NotFound, ParleyError
 from parley.gateway.catalog import ModelCatalog, ModelSpec
 from parley.gateway.config import GatewayConfig
 from parley.gateway.errors import StreamInterrupted, UpstreamError
+from parley.gateway.metering import CallUsage, Meter, Outcome
 from parley.gateway.providers.base import Json, Provider
 from parley.gateway.providers.registry import build_provider
 from parley.gateway.router import Attempts, Router, StreamHandle
@@ -27,7 +28,7 @@ from parley.kit.tokens import content_text, count_request, count_text, max_reque
 from parley.orgs.roles import Action
 from parley.principal import OrgContext
 from parley.usage.quotas import QuotaService, Ticket
-from parley.usage.recorder import Usage, UsageRecorder
+from parley.usage.recorder import UsageRecorder
 
 log = structlog.get_logger("parley.gateway")
 
@@ -38,55 +39,6 @@ class Completion:
     spec: ModelSpec
     attempts: Attempts
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Metering:
-    """What a call used, filled in as it goes (streams update it chunk by chunk)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    reported: bool = False  # the upstream said; otherwise counted offline
-    text: list[str] = field(default_factory=list)
-    # Choices whose content reached the caller: each is a message served, however it ends.
-    delivered: set[int] = field(default_factory=set)
-
-    def take_usage(self, usage: Json | None) -> None:
-        if not usage:
-            return
-        self.reported = True
-        self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        self.completion_tokens = int(usage.get("completion_tokens") or 0)
-        details = usage.get("completion_tokens_details") or {}
-        self.reasoning_tokens = int(details.get("reasoning_tokens") or 0)
-
-    def take_chunk(self, chunk: Json) -> set[int]:
-        """Keep a chunk's output for offline counting; the choices it carries output for."""
-        wrote: set[int] = set()
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            before = len(self.text)
-            for name in ("content", "refusal", "reasoning_content"):
-                if delta.get(name):
-                    self.text.append(delta[name])
-            for call in delta.get("tool_calls") or []:
-                function = call.get("function") or {}
-                self.text.append((function.get("name") or "") + (function.get("arguments") or ""))
-            if len(self.text) > before:
-                wrote.add(int(choice.get("index") or 0))
-        return wrote
-
-
-def _estimate_tokens(request: Json, spec: ModelSpec) -> int:
-    """What a request may use, for tokens per minute before the real count is known: its
-    prompt (capped by the window) and every choice's longest reply."""
-    if "messages" not in request:  # embeddings
-        return len(orjson.dumps(request.get("input") or "")) // 4
-    prompt = (len(orjson.dumps(request["messages"])) + len(orjson.dumps(request.get("tools")))) // 4
-    reply = request.get("max_completion_tokens") or request.get("max_tokens")
-    choices = int(request.get("n") or 1)
-    return min(prompt, spec.context_window) + choices * int(reply or spec.max_output_tokens)
 
 
 def _max_output(request: Json, spec: ModelSpec) -> int:
@@ -132,10 +84,8 @@ class GatewayService:
     ) -> None:
         self.config = config.usable()
         self.fetch_guard = fetch_guard or FetchGuard()
-        self.recorder = recorder
         self.quotas = quotas
-        # Admitted requests by request id, until their usage is recorded and settled.
-        self._tickets: dict[str, Ticket] = {}
+        self.meter = Meter(quotas, recorder, clock=clock)
         self.clock = clock
         self.providers: dict[str, Provider] = {}
         self.catalog = ModelCatalog(self.config)
@@ -168,14 +118,7 @@ class GatewayService:
         )
 
     async def stop(self, *, drain_s: float = 5.0) -> None:
-        # Calls cut short by a shutdown record their usage as they unwind: let them, so the
-        # flush that follows has every event.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + drain_s
-        while self._tickets and loop.time() < deadline:  # noqa: ASYNC110 - only at shutdown
-            await asyncio.sleep(0.01)
-        if self._tickets:
-            log.warning("gateway.calls_still_running_at_stop", calls=len(self._tickets))
+        await self.meter.drain(drain_s)
         for provider in self.providers.values():
             try:
                 await provider.close()
@@ -222,24 +165,14 @@ class GatewayService:
     async def admit(
         self, org: OrgContext, request_id: str, spec: ModelSpec, body: Json, *, counts_message: bool
     ) -> Ticket:
-        """Take the request's share of every limit before any provider is called. A chat
-        reply with `n` choices takes `n` messages; other calls take none."""
+        """Take the request's share of every limit before any provider is called (a chat
+        reply with `n` choices takes `n` messages; other calls take none)."""
         await check_url_parts(body, self.fetch_guard)  # before any quota is taken
-        ticket = await self.quotas.admit(
-            org,
-            model=spec.name,
-            tier=spec.tier,
-            estimate_tokens=_estimate_tokens(body, spec),
-            messages=int(body.get("n") or 1) if counts_message else 0,
-        )
-        self._tickets[request_id] = ticket
-        return ticket
+        return await self.meter.admit(org, request_id, spec, body, counts_message=counts_message)
 
     def release(self, request_id: str) -> None:
         """The request ended before reaching a provider: give back what it took."""
-        ticket = self._tickets.pop(request_id, None)
-        if ticket is not None:
-            self.quotas.settle_later(ticket, served=0, total_tokens=0, cost_micros=0)
+        self.meter.release(request_id)
 
     # --- chat ----------------------------------------------------------------------------
 
@@ -281,21 +214,21 @@ class GatewayService:
         endpoint: str = "chat",
     ) -> Completion:
         started = time.perf_counter()
-        meter = Metering()
+        usage = CallUsage()
         attempts = Attempts()
         status, error_type = "error", None
         try:
             result, attempts = await self.router.chat(spec, body, attempts)
-            meter.take_usage(result.get("usage"))
-            if not meter.reported:
-                meter.prompt_tokens = count_request(body, spec.name)
-                meter.completion_tokens = sum(
+            usage.take_usage(result.get("usage"))
+            if not usage.reported:
+                usage.prompt_tokens = count_request(body, spec.name)
+                usage.completion_tokens = sum(
                     count_text(content_text((c.get("message") or {}).get("content")), spec.name)
                     for c in result.get("choices") or []
                 )
-                result["usage"] = self._usage_json(meter)
+                result["usage"] = usage.json()
             result["model"] = spec.name
-            meter.delivered = {int(c.get("index") or 0) for c in result.get("choices") or []}
+            usage.delivered = {int(c.get("index") or 0) for c in result.get("choices") or []}
             status = "ok"
             return Completion(result, spec, attempts)
         except ParleyError as exc:
@@ -305,9 +238,8 @@ class GatewayService:
             status, error_type = "cancelled", "client_disconnected"
             raise
         finally:
-            self._record(
-                org, request_id, endpoint, spec, attempts, meter, started, None, status, error_type
-            )
+            outcome = Outcome(endpoint, status, error_type, stream=False, started=started)
+            self.meter.record(org, request_id, spec, attempts, usage, outcome)
 
     async def open_stream(
         self,
@@ -333,19 +265,8 @@ class GatewayService:
                 status, error_type = "error", exc.code
             else:
                 status, error_type = "cancelled", "client_disconnected"
-            self._record(
-                org,
-                request_id,
-                endpoint,
-                spec,
-                attempts,
-                Metering(),
-                started,
-                None,
-                status,
-                error_type,
-                stream=True,
-            )
+            outcome = Outcome(endpoint, status, error_type, stream=True, started=started)
+            self.meter.record(org, request_id, spec, attempts, CallUsage(), outcome)
             raise
         ttft_ms = int((time.perf_counter() - started) * 1000)
         return handle, self._relay(org, request_id, endpoint, body, spec, handle, started, ttft_ms)
@@ -361,19 +282,19 @@ class GatewayService:
         started: float,
         ttft_ms: int,
     ) -> AsyncIterator[Json]:
-        meter = Metering()
+        usage = CallUsage()
         status = "cancelled"
         error_type: str | None = "client_disconnected"
         try:
             chunk: Json | None = handle.first
             while chunk is not None:
-                meter.take_usage(chunk.get("usage"))
-                wrote = meter.take_chunk(chunk)
+                usage.take_usage(chunk.get("usage"))
+                wrote = usage.take_chunk(chunk)
                 chunk["model"] = spec.name
                 yield chunk
                 # Asked for more: the caller has passed this chunk on (for a route, the
                 # server has sent it), so its content reached the client.
-                meter.delivered |= wrote
+                usage.delivered |= wrote
                 try:
                     chunk = await anext(handle.rest)
                 except StopAsyncIteration:
@@ -388,32 +309,11 @@ class GatewayService:
             aclose = getattr(handle.rest, "aclose", None)
             if aclose is not None:
                 await aclose()
-            if not meter.reported:
-                meter.prompt_tokens = count_request(body, spec.name)
-                meter.completion_tokens = count_text("".join(meter.text), spec.name)
-            self._record(
-                org,
-                request_id,
-                endpoint,
-                spec,
-                handle.attempts,
-                meter,
-                started,
-                ttft_ms,
-                status,
-                error_type,
-                stream=True,
-            )
-
-    def _usage_json(self, meter: Metering) -> Json:
-        usage: Json = {
-            "prompt_tokens": meter.prompt_tokens,
-            "completion_tokens": meter.completion_tokens,
-            "total_tokens": meter.prompt_tokens + meter.completion_tokens,
-        }
-        if meter.reasoning_tokens:
-            usage["completion_tokens_details"] = {"reasoning_tokens": meter.reasoning_tokens}
-        return usage
+            if not usage.reported:
+                usage.prompt_tokens = count_request(body, spec.name)
+                usage.completion_tokens = count_text("".join(usage.text), spec.name)
+            outcome = Outcome(endpoint, status, error_type, True, started, ttft_ms)
+            self.meter.record(org, request_id, spec, handle.attempts, usage, outcome)
 
     # --- embeddings ----------------------------------------------------------------------
 
@@ -425,14 +325,15 @@ class GatewayService:
             raise InvalidRequest("input must not be empty.", code="invalid_value", param="input")
         ticket = await self.admit(org, request_id, spec, body, counts_message=False)
         started = time.perf_counter()
-        meter = Metering()
+        usage = CallUsage(reported=True)
         attempts = Attempts()
         status, error_type = "error", None
         try:
             result, attempts = await self.router.embed(spec, body, attempts)
-            usage = result.get("usage") or {}
-            meter.reported = True
-            meter.prompt_tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+            reported = result.get("usage") or {}
+            usage.prompt_tokens = int(
+                reported.get("prompt_tokens") or reported.get("total_tokens") or 0
+            )
             result["model"] = spec.name
             status = "ok"
             return Completion(result, spec, attempts, ticket.headers)
@@ -443,75 +344,8 @@ class GatewayService:
             status, error_type = "cancelled", "client_disconnected"
             raise
         finally:
-            self._record(
-                org,
-                request_id,
-                "embeddings",
-                spec,
-                attempts,
-                meter,
-                started,
-                None,
-                status,
-                error_type,
-            )
-
-    # --- metering ------------------------------------------------------------------------
-
-    def _record(
-        self,
-        org: OrgContext,
-        request_id: str,
-        endpoint: str,
-        spec: ModelSpec,
-        attempts: Attempts,
-        meter: Metering,
-        started: float,
-        ttft_ms: int | None,
-        status: str,
-        error_type: str | None,
-        *,
-        stream: bool = False,
-    ) -> None:
-        """One usage event, and the settlement of what admission took. Messages served: every
-        choice of a complete reply, and of one cut short, those whose content the client got
-        (a stream cut before its first content costs nothing)."""
-        deployment = attempts.deployment
-        ticket = self._tickets.pop(request_id, None)
-        served = 0
-        if ticket is not None and ticket.messages:
-            served = ticket.messages if status == "ok" and stream else len(meter.delivered)
-            served = min(served, ticket.messages)
-        cost = spec.cost_micros(meter.prompt_tokens, meter.completion_tokens)
-        total = meter.prompt_tokens + meter.completion_tokens
-        if ticket is not None:
-            self.quotas.settle_later(ticket, served=served, total_tokens=total, cost_micros=cost)
-        self.recorder.record(
-            Usage(
-                id=request_id,
-                org_id=org.org_id,
-                api_key_id=org.actor.api_key_id,
-                user_id=org.actor.user_id,
-                endpoint=endpoint,
-                model=spec.name,
-                provider=deployment.provider if deployment else None,
-                deployment_model=deployment.model if deployment else None,
-                attempts=attempts.count,
-                stream=stream,
-                prompt_tokens=meter.prompt_tokens,
-                completion_tokens=meter.completion_tokens,
-                reasoning_tokens=meter.reasoning_tokens,
-                total_tokens=total,
-                cost_micros=cost,
-                latency_ms=int((time.perf_counter() - started) * 1000),
-                ttft_ms=ttft_ms,
-                status=status,
-                error_type=error_type,
-                created_at=self.clock(),
-                messages=served,
-                overage_messages=ticket.overage(served) if ticket is not None else 0,
-            )
-        )
+            outcome = Outcome("embeddings", status, error_type, stream=False, started=started)
+            self.meter.record(org, request_id, spec, attempts, usage, outcome)
 
     def health(self) -> list[dict[str, Any]]:
         rows = []

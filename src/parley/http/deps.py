@@ -19,25 +19,25 @@ from parley.kit.ids import has_prefix
 from parley.principal import Actor, OrgContext
 
 
-def get_ctx(request: Request) -> AppContext:
-    ctx: AppContext = request.app.state.ctx
-    return ctx
+def get_app(request: Request) -> AppContext:
+    app: AppContext = request.app.state.ctx
+    return app
 
 
-Ctx = Annotated[AppContext, Depends(get_ctx)]
+App = Annotated[AppContext, Depends(get_app)]
 
 
 _READS = frozenset({"GET", "HEAD"})
 
 
-async def db_session(ctx: Ctx, request: Request) -> AsyncIterator[AsyncSession]:
+async def db_session(app: App, request: Request) -> AsyncIterator[AsyncSession]:
     """GET and HEAD only read (on SQLite without the write lock, beside other readers and
     the one writer); every other method is a unit of work that commits once."""
     if request.method in _READS:
-        async with ctx.db.read_session() as session:
+        async with app.db.read_session() as session:
             yield session
         return
-    async with ctx.db.session() as session:
+    async with app.db.session() as session:
         yield session
 
 
@@ -81,16 +81,16 @@ def _missing_credentials() -> AuthenticationFailed:
 
 
 async def authenticate(
-    ctx: AppContext, session: AsyncSession | None, token: str
+    app: AppContext, session: AsyncSession | None, token: str
 ) -> tuple[Actor, User | None]:
     """The actor behind a token; a user token needs a session to load the user."""
     if looks_like_api_key(token):
-        return await ctx.keys.authenticate(ctx.db, token), None
+        return await app.keys.authenticate(app.db, token), None
     if session is None:
-        async with ctx.db.read_session() as own:
-            user = await ctx.accounts.user_for_access_token(own, token)
+        async with app.db.read_session() as own:
+            user = await app.accounts.user_for_access_token(own, token)
     else:
-        user = await ctx.accounts.user_for_access_token(session, token)
+        user = await app.accounts.user_for_access_token(session, token)
     return Actor(user_id=user.id), user
 
 
@@ -115,7 +115,7 @@ def requested_org_id(actor: Actor, user: User | None, header: str | None) -> str
 
 
 async def org_context(
-    ctx: AppContext, session: AsyncSession | None, actor: Actor, org_id: str, ip: str | None
+    app: AppContext, session: AsyncSession | None, actor: Actor, org_id: str, ip: str | None
 ) -> OrgContext:
     """The actor in `org_id`; an organisation it does not belong to is a 404."""
 
@@ -128,17 +128,17 @@ async def org_context(
         return OrgContext(org_id=org_id, actor=actor, ip=ip)
     assert actor.user_id is not None
     if session is None:
-        async with ctx.db.read_session() as own:
-            role = await ctx.orgs.role_of(own, org_id, actor.user_id)
+        async with app.db.read_session() as own:
+            role = await app.orgs.role_of(own, org_id, actor.user_id)
     else:
-        role = await ctx.orgs.role_of(session, org_id, actor.user_id)
+        role = await app.orgs.role_of(session, org_id, actor.user_id)
     if role is None:
         raise not_found()
     return OrgContext(org_id=org_id, actor=actor, role=role, ip=ip)
 
 
 async def current_actor(
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -146,7 +146,7 @@ async def current_actor(
     token = extract_token(request, credentials)
     if token is None:
         raise _missing_credentials()
-    actor, user = await authenticate(ctx, session, token)
+    actor, user = await authenticate(app, session, token)
     request.state.actor = actor
     request.state.user = user
     return actor
@@ -188,17 +188,17 @@ CurrentOperator = Annotated[User, Depends(current_operator)]
 
 
 async def org_from_path(
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     actor: CurrentActor,
     client: Client,
     org_id: Annotated[str, Path(description="Organisation id (org_...).")],
 ) -> OrgContext:
-    return await org_context(ctx, session, actor, org_id, client.ip)
+    return await org_context(app, session, actor, org_id, client.ip)
 
 
 async def org_from_header(
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     actor: CurrentActor,
     client: Client,
@@ -212,25 +212,25 @@ async def org_from_header(
     ] = None,
 ) -> OrgContext:
     org_id = requested_org_id(actor, request.state.user, parley_organization)
-    return await org_context(ctx, session, actor, org_id, client.ip)
+    return await org_context(app, session, actor, org_id, client.ip)
 
 
 async def connection_context(
-    ctx: AppContext, conn: HTTPConnection, token: str | None, org_header: str | None
+    app: AppContext, conn: HTTPConnection, token: str | None, org_header: str | None
 ) -> OrgContext:
     """The caller behind `token`, in the org it names or its default; no dependency graph,
     and no database round trip for a cached key (the hot path and WebSockets use it)."""
     if token is None:
         raise _missing_credentials()
-    actor, user = await authenticate(ctx, None, token)
+    actor, user = await authenticate(app, None, token)
     org_id = requested_org_id(actor, user, org_header)
     ip = conn.client.host if conn.client else None
-    return await org_context(ctx, None, actor, org_id, ip)
+    return await org_context(app, None, actor, org_id, ip)
 
 
-async def inference_context(ctx: AppContext, request: Request) -> OrgContext:
+async def inference_context(app: AppContext, request: Request) -> OrgContext:
     return await connection_context(
-        ctx, request, extract_token(request), request.headers.get("parley-organization")
+        app, request, extract_token(request), request.headers.get("parley-organization")
     )
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from parley.db.migrate import current_revisions, head_revisions
-from parley.http.deps import Ctx
+from parley.http.deps import App
 from parley.http.responses import FastJSONResponse
 
 router = APIRouter(tags=["health"])
@@ -24,14 +24,14 @@ async def healthz() -> dict[str, str]:
     summary="The database is reachable and its schema is current",
     responses={503: {"description": "Not ready; `checks` says what failed"}},
 )
-async def readyz(ctx: Ctx) -> Response:
+async def readyz(app: App) -> Response:
     checks: dict[str, Any] = {}
     ready = True
     try:
-        await ctx.db.ping()
+        await app.db.ping()
         checks["database"] = "ok"
-        current = await current_revisions(ctx.db.read_engine)
-        heads = head_revisions(ctx.db.url)
+        current = await current_revisions(app.db.read_engine)
+        heads = head_revisions(app.db.url)
         checks["migrations"] = (
             "ok" if current == heads else f"at {sorted(current)}, head is {sorted(heads)}"
         )
@@ -39,9 +39,9 @@ async def readyz(ctx: Ctx) -> Response:
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
         ready = False
-    if ctx.backends.redis is not None:
+    if app.backends.redis is not None:
         try:
-            await ctx.backends.redis.ping()
+            await app.backends.redis.ping()
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"unreachable: {type(exc).__name__}"

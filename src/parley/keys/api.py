@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from parley.http.deps import Ctx, DbSession, OrgFromHeader
+from parley.http.deps import App, DbSession, OrgFromHeader
 from parley.http.errors import error_responses
 from parley.keys.models import ApiKey
 from parley.keys.schemas import CreatedKeyOut, CreateKeyRequest, KeyOut
@@ -40,9 +40,9 @@ def key_out(key: ApiKey) -> KeyOut:
     summary="Create an API key (the secret is in `key`, shown once)",
 )
 async def create_key(
-    body: CreateKeyRequest, org: OrgFromHeader, ctx: Ctx, session: DbSession
+    body: CreateKeyRequest, org: OrgFromHeader, app: App, session: DbSession
 ) -> CreatedKeyOut:
-    created = await ctx.keys.create(
+    created = await app.keys.create(
         session,
         org,
         name=body.name,
@@ -57,20 +57,20 @@ async def create_key(
 @router.get("", responses=error_responses(401, 403, 404, 422), summary="API keys")
 async def list_keys(
     org: OrgFromHeader,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     paging: Annotated[PageParams, Depends(page_params)],
     include_revoked: Annotated[bool, Query(description="Also list revoked keys.")] = False,
 ) -> Page[KeyOut]:
-    rows, has_more = await ctx.keys.list(
+    rows, has_more = await app.keys.list(
         session, org, include_revoked=include_revoked, limit=paging.limit, after=paging.after
     )
     return Page.build(rows, has_more, key_out)
 
 
 @router.get("/{key_id}", responses=error_responses(401, 403, 404), summary="One API key")
-async def get_key(key_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession) -> KeyOut:
-    return key_out(await ctx.keys.get(session, org, key_id))
+async def get_key(key_id: str, org: OrgFromHeader, app: App, session: DbSession) -> KeyOut:
+    return key_out(await app.keys.get(session, org, key_id))
 
 
 @router.delete(
@@ -78,5 +78,5 @@ async def get_key(key_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession)
     responses=error_responses(401, 403, 404, 409),
     summary="Revoke an API key (it stops working at once, everywhere)",
 )
-async def revoke_key(key_id: str, org: OrgFromHeader, ctx: Ctx, session: DbSession) -> KeyOut:
-    return key_out(await ctx.keys.revoke(session, org, key_id))
+async def revoke_key(key_id: str, org: OrgFromHeader, app: App, session: DbSession) -> KeyOut:
+    return key_out(await app.keys.revoke(session, org, key_id))

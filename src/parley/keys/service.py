@@ -45,14 +45,14 @@ def looks_like_api_key(token: str) -> bool:
     return token.startswith(KEY_PREFIX)
 
 
-def _check_within_own_scopes(ctx: OrgContext, scopes: Sequence[Scope]) -> None:
+def _check_within_own_scopes(org: OrgContext, scopes: Sequence[Scope]) -> None:
     """An API key may create keys only within its own scopes, so a leaked key cannot mint a
     stronger one; a person's role allows any scopes."""
-    if ctx.actor.api_key_id is None:
+    if org.actor.api_key_id is None:
         return
-    lacking = sorted({s.value for s in scopes} - {s.value for s in ctx.actor.scopes})
+    lacking = sorted({s.value for s in scopes} - {s.value for s in org.actor.scopes})
     if lacking:
-        own = ", ".join(sorted(s.value for s in ctx.actor.scopes))
+        own = ", ".join(sorted(s.value for s in org.actor.scopes))
         raise PermissionDenied(
             f"This API key may create keys only within its own scopes ({own}); it lacks "
             f"{', '.join(lacking)}. Ask an admin to create that key with their own sign-in.",
@@ -84,7 +84,7 @@ class KeyService:
     async def create(
         self,
         session: AsyncSession,
-        ctx: OrgContext,
+        org: OrgContext,
         *,
         name: str,
         scopes: Sequence[Scope],
@@ -92,7 +92,7 @@ class KeyService:
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
     ) -> CreatedKey:
-        ctx.require(Action.API_KEYS_CREATE)
+        org.require(Action.API_KEYS_CREATE)
         now = self.clock()
         if not name.strip():
             raise InvalidRequest("API key name must not be empty.", param="name")
@@ -101,7 +101,7 @@ class KeyService:
                 "Give the key at least one scope: " + ", ".join(s.value for s in Scope) + ".",
                 param="scopes",
             )
-        _check_within_own_scopes(ctx, scopes)
+        _check_within_own_scopes(org, scopes)
         if expires_at is not None:
             if expires_at <= now:
                 raise InvalidRequest("expires_at must be in the future.", param="expires_at")
@@ -109,12 +109,12 @@ class KeyService:
         secret = KEY_PREFIX + random_token(32)
         key = ApiKey(
             id=new_id("key"),
-            org_id=ctx.org_id,
+            org_id=org.org_id,
             name=name.strip(),
             prefix=secret[: len(KEY_PREFIX) + VISIBLE_CHARS],
             key_hash=sha256_hex(secret),
             scopes=sorted({s.value for s in scopes}),
-            created_by=ctx.actor.id,
+            created_by=org.actor.id,
             created_at=now,
             expires_at=expires_at,
             rpm_limit=rpm_limit,
@@ -123,7 +123,7 @@ class KeyService:
         session.add(key)
         audit.record_in(
             session,
-            ctx,
+            org,
             AuditAction.API_KEY_CREATED,
             target_type="api_key",
             target_id=key.id,
@@ -134,34 +134,34 @@ class KeyService:
     async def list(
         self,
         session: AsyncSession,
-        ctx: OrgContext,
+        org: OrgContext,
         *,
         include_revoked: bool,
         limit: int,
         after: str | None,
     ) -> tuple[Sequence[ApiKey], bool]:
-        ctx.require(Action.API_KEYS_READ)
+        org.require(Action.API_KEYS_READ)
         return await repository.list_keys(
-            session, ctx.org_id, include_revoked=include_revoked, limit=limit, after=after
+            session, org.org_id, include_revoked=include_revoked, limit=limit, after=after
         )
 
-    async def get(self, session: AsyncSession, ctx: OrgContext, key_id: str) -> ApiKey:
-        ctx.require(Action.API_KEYS_READ)
-        key = await repository.get(session, ctx.org_id, key_id)
+    async def get(self, session: AsyncSession, org: OrgContext, key_id: str) -> ApiKey:
+        org.require(Action.API_KEYS_READ)
+        key = await repository.get(session, org.org_id, key_id)
         if key is None:
             raise NotFound(f"No API key {key_id}.", code="api_key_not_found")
         return key
 
-    async def revoke(self, session: AsyncSession, ctx: OrgContext, key_id: str) -> ApiKey:
-        ctx.require(Action.API_KEYS_REVOKE)
-        key = await repository.get(session, ctx.org_id, key_id)
+    async def revoke(self, session: AsyncSession, org: OrgContext, key_id: str) -> ApiKey:
+        org.require(Action.API_KEYS_REVOKE)
+        key = await repository.get(session, org.org_id, key_id)
         if key is None:
             raise NotFound(f"No API key {key_id}.", code="api_key_not_found")
         if key.revoked_at is not None:
             raise Conflict(f"API key {key_id} is already revoked.", code="api_key_revoked")
         key.revoked_at = self.clock()
         audit.record_in(
-            session, ctx, AuditAction.API_KEY_REVOKED, target_type="api_key", target_id=key.id
+            session, org, AuditAction.API_KEY_REVOKED, target_type="api_key", target_id=key.id
         )
         key_hash = key.key_hash
         after_commit(session, lambda: self.cache.announce_revoked(key_hash))

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from parley.accounts.models import User
-from parley.http.deps import Client, Ctx, CurrentActor, CurrentUser, DbSession, OrgFromPath
+from parley.http.deps import App, Client, CurrentActor, CurrentUser, DbSession, OrgFromPath
 from parley.http.errors import error_responses
 from parley.kit.pagination import Page, PageParams, page_params
 from parley.orgs.models import Invitation, Membership, Organization
@@ -63,12 +63,12 @@ def invitation_out(i: Invitation, now_ts: float) -> InvitationOut:
 
 
 @router.get("", responses=error_responses(401), summary="Organisations you belong to")
-async def list_orgs(ctx: Ctx, session: DbSession, actor: CurrentActor) -> Page[OrgOut]:
+async def list_orgs(app: App, session: DbSession, actor: CurrentActor) -> Page[OrgOut]:
     if actor.user_id is not None:
-        rows = await ctx.orgs.list_for_user(session, actor.user_id)
+        rows = await app.orgs.list_for_user(session, actor.user_id)
         return Page.build(rows, False, lambda r: org_out(r[0], r[1].role), lambda r: r[0].id)
     # An API key belongs to exactly one organisation.
-    org = await ctx.orgs.find(session, actor.key_org_id or "")
+    org = await app.orgs.find(session, actor.key_org_id or "")
     return Page.build([org] if org else [], False, lambda o: org_out(o, None))
 
 
@@ -79,29 +79,29 @@ async def list_orgs(ctx: Ctx, session: DbSession, actor: CurrentActor) -> Page[O
     summary="Create an organisation (you become its owner; free-plan ones are limited)",
 )
 async def create_org(
-    body: CreateOrgRequest, ctx: Ctx, session: DbSession, user: CurrentUser, client: Client
+    body: CreateOrgRequest, app: App, session: DbSession, user: CurrentUser, client: Client
 ) -> OrgOut:
-    org = await ctx.orgs.create_for_user(session, owner=user, name=body.name, client_ip=client.ip)
+    org = await app.orgs.create_for_user(session, owner=user, name=body.name, client_ip=client.ip)
     return org_out(org, Role.OWNER)
 
 
 @router.get("/{org_id}", responses=ORG_ERRORS, summary="One organisation")
-async def get_org(org: OrgFromPath, ctx: Ctx, session: DbSession) -> OrgOut:
-    return org_out(await ctx.orgs.get(session, org), org.role)
+async def get_org(org: OrgFromPath, app: App, session: DbSession) -> OrgOut:
+    return org_out(await app.orgs.get(session, org), org.role)
 
 
 @router.patch("/{org_id}", responses=ORG_ERRORS, summary="Rename an organisation")
 async def update_org(
-    body: UpdateOrgRequest, org: OrgFromPath, ctx: Ctx, session: DbSession
+    body: UpdateOrgRequest, org: OrgFromPath, app: App, session: DbSession
 ) -> OrgOut:
-    return org_out(await ctx.orgs.update(session, org, name=body.name), org.role)
+    return org_out(await app.orgs.update(session, org, name=body.name), org.role)
 
 
 @router.get("/{org_id}/members", responses=ORG_ERRORS, summary="Members and their roles")
 async def list_members(
-    org: OrgFromPath, ctx: Ctx, session: DbSession, paging: Paging
+    org: OrgFromPath, app: App, session: DbSession, paging: Paging
 ) -> Page[MemberOut]:
-    rows, has_more = await ctx.orgs.list_members(
+    rows, has_more = await app.orgs.list_members(
         session, org, limit=paging.limit, after=paging.after
     )
     return Page.build(rows, has_more, lambda r: member_out(*r), lambda r: r[0].id)
@@ -113,9 +113,9 @@ async def list_members(
     summary="Change a member's role",
 )
 async def change_role(
-    user_id: str, body: ChangeRoleRequest, org: OrgFromPath, ctx: Ctx, session: DbSession
+    user_id: str, body: ChangeRoleRequest, org: OrgFromPath, app: App, session: DbSession
 ) -> MemberOut:
-    membership, user = await ctx.orgs.change_role(session, org, user_id=user_id, role=body.role)
+    membership, user = await app.orgs.change_role(session, org, user_id=user_id, role=body.role)
     return member_out(membership, user)
 
 
@@ -125,15 +125,15 @@ async def change_role(
     responses=error_responses(401, 403, 404, 409),
     summary="Remove a member (or leave, with your own user id)",
 )
-async def remove_member(user_id: str, org: OrgFromPath, ctx: Ctx, session: DbSession) -> Response:
-    await ctx.orgs.remove_member(session, org, user_id=user_id)
+async def remove_member(user_id: str, org: OrgFromPath, app: App, session: DbSession) -> Response:
+    await app.orgs.remove_member(session, org, user_id=user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{org_id}/invitations", responses=ORG_ERRORS, summary="Invitations sent")
 async def list_invitations(
     org: OrgFromPath,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     paging: Paging,
     status_: Annotated[
@@ -141,10 +141,10 @@ async def list_invitations(
         Query(alias="status", description="Only invitations in this state."),
     ] = None,
 ) -> Page[InvitationOut]:
-    rows, has_more = await ctx.orgs.list_invitations(
+    rows, has_more = await app.orgs.list_invitations(
         session, org, status=status_, limit=paging.limit, after=paging.after
     )
-    now_ts = ctx.clock().timestamp()
+    now_ts = app.clock().timestamp()
     return Page.build(rows, has_more, lambda i: invitation_out(i, now_ts))
 
 
@@ -155,10 +155,10 @@ async def list_invitations(
     summary="Invite someone by email with a role",
 )
 async def create_invitation(
-    body: CreateInvitationRequest, org: OrgFromPath, ctx: Ctx, session: DbSession
+    body: CreateInvitationRequest, org: OrgFromPath, app: App, session: DbSession
 ) -> CreatedInvitationOut:
-    created = await ctx.orgs.invite(session, org, email=body.email, role=body.role)
-    base = invitation_out(created.invitation, ctx.clock().timestamp())
+    created = await app.orgs.invite(session, org, email=body.email, role=body.role)
+    base = invitation_out(created.invitation, app.clock().timestamp())
     return CreatedInvitationOut(**base.model_dump(), url=created.url, token=created.token)
 
 
@@ -168,18 +168,18 @@ async def create_invitation(
     summary="Revoke a pending invitation",
 )
 async def revoke_invitation(
-    invitation_id: str, org: OrgFromPath, ctx: Ctx, session: DbSession
+    invitation_id: str, org: OrgFromPath, app: App, session: DbSession
 ) -> InvitationOut:
-    invitation = await ctx.orgs.revoke_invitation(session, org, invitation_id)
-    return invitation_out(invitation, ctx.clock().timestamp())
+    invitation = await app.orgs.revoke_invitation(session, org, invitation_id)
+    return invitation_out(invitation, app.clock().timestamp())
 
 
 @invitations.get(
     "", responses=error_responses(401, 403), summary="Pending invitations addressed to you"
 )
-async def my_invitations(ctx: Ctx, session: DbSession, user: CurrentUser) -> Page[InvitationOut]:
-    rows = await ctx.orgs.invitations_for(session, user)
-    now_ts = ctx.clock().timestamp()
+async def my_invitations(app: App, session: DbSession, user: CurrentUser) -> Page[InvitationOut]:
+    rows = await app.orgs.invitations_for(session, user)
+    now_ts = app.clock().timestamp()
     return Page.build(rows, False, lambda i: invitation_out(i, now_ts))
 
 
@@ -189,9 +189,9 @@ async def my_invitations(ctx: Ctx, session: DbSession, user: CurrentUser) -> Pag
     summary="Accept an invitation sent to your email",
 )
 async def accept_invitation(
-    body: InvitationTokenRequest, ctx: Ctx, session: DbSession, user: CurrentUser, client: Client
+    body: InvitationTokenRequest, app: App, session: DbSession, user: CurrentUser, client: Client
 ) -> AcceptedInvitationOut:
-    org, membership = await ctx.orgs.accept_invitation(
+    org, membership = await app.orgs.accept_invitation(
         session, user, token=body.token, client_ip=client.ip
     )
     return AcceptedInvitationOut(organization=org_out(org, membership.role))
@@ -203,9 +203,9 @@ async def accept_invitation(
     summary="Decline an invitation sent to your email",
 )
 async def decline_invitation(
-    body: InvitationTokenRequest, ctx: Ctx, session: DbSession, user: CurrentUser, client: Client
+    body: InvitationTokenRequest, app: App, session: DbSession, user: CurrentUser, client: Client
 ) -> InvitationOut:
-    invitation = await ctx.orgs.decline_invitation(
+    invitation = await app.orgs.decline_invitation(
         session, user, token=body.token, client_ip=client.ip
     )
-    return invitation_out(invitation, ctx.clock().timestamp())
+    return invitation_out(invitation, app.clock().timestamp())

@@ -94,7 +94,7 @@ class OrgService:
         """Without limits: for sign-up's personal organisation and operators' tools."""
         name = _org_name(name)
         now = self.clock()
-        org = Organization(
+        organization = Organization(
             id=new_id("org"),
             name=name,
             personal=personal,
@@ -102,30 +102,30 @@ class OrgService:
             created_at=now,
             updated_at=now,
         )
-        session.add(org)
+        session.add(organization)
         await session.flush()  # the membership row refers to it
         session.add(
             Membership(
                 id=new_id("mem"),
-                org_id=org.id,
+                org_id=organization.id,
                 user_id=owner.id,
                 role=Role.OWNER,
                 created_at=now,
                 updated_at=now,
             )
         )
-        self.billing.start_subscription(session, org.id)
+        self.billing.start_subscription(session, organization.id)
         await session.flush()
         audit.record(
             session,
             AuditAction.ORG_CREATED,
-            org_ids=[org.id],
+            org_ids=[organization.id],
             actor=Actor(user_id=owner.id),
             ip=client_ip,
             target_type="organization",
-            target_id=org.id,
+            target_id=organization.id,
         )
-        return org
+        return organization
 
     async def list_for_user(
         self, session: AsyncSession, user_id: str
@@ -145,58 +145,62 @@ class OrgService:
     async def find(self, session: AsyncSession, org_id: str) -> Organization | None:
         return await repository.get_org(session, org_id)
 
-    async def get(self, session: AsyncSession, ctx: OrgContext) -> Organization:
-        ctx.require(Action.ORG_READ)
-        org = await repository.get_org(session, ctx.org_id)
-        if org is None:
-            raise NotFound(f"No organisation {ctx.org_id}.", code="org_not_found")
-        return org
+    async def get(self, session: AsyncSession, org: OrgContext) -> Organization:
+        org.require(Action.ORG_READ)
+        organization = await repository.get_org(session, org.org_id)
+        if organization is None:
+            raise NotFound(f"No organisation {org.org_id}.", code="org_not_found")
+        return organization
 
-    async def update(self, session: AsyncSession, ctx: OrgContext, *, name: str) -> Organization:
-        ctx.require(Action.ORG_UPDATE)
-        org = await self.get(session, ctx)
-        org.name = _org_name(name)
-        org.updated_at = self.clock()
+    async def update(self, session: AsyncSession, org: OrgContext, *, name: str) -> Organization:
+        org.require(Action.ORG_UPDATE)
+        organization = await self.get(session, org)
+        organization.name = _org_name(name)
+        organization.updated_at = self.clock()
         audit.record_in(
-            session, ctx, AuditAction.ORG_UPDATED, target_type="organization", target_id=org.id
+            session,
+            org,
+            AuditAction.ORG_UPDATED,
+            target_type="organization",
+            target_id=organization.id,
         )
-        return org
+        return organization
 
     # --- members -------------------------------------------------------------------------
 
     async def list_members(
-        self, session: AsyncSession, ctx: OrgContext, *, limit: int, after: str | None
+        self, session: AsyncSession, org: OrgContext, *, limit: int, after: str | None
     ) -> tuple[Sequence[tuple[Membership, User]], bool]:
-        ctx.require(Action.MEMBERS_READ)
+        org.require(Action.MEMBERS_READ)
         members, has_more = await repository.list_members(
-            session, ctx.org_id, limit=limit, after=after
+            session, org.org_id, limit=limit, after=after
         )
         users = await self.users.by_ids(session, [m.user_id for m in members])
         return [(m, users[m.user_id]) for m in members if m.user_id in users], has_more
 
-    async def _member(self, session: AsyncSession, ctx: OrgContext, user_id: str) -> Membership:
+    async def _member(self, session: AsyncSession, org: OrgContext, user_id: str) -> Membership:
         # Lock the owner rows before the target's: locking the target first lets two owners
         # demoting each other at once each hold a row the other waits for (a deadlock, 500).
-        await repository.count_owners(session, ctx.org_id, lock=True)
-        membership = await repository.get_membership(session, ctx.org_id, user_id, for_update=True)
+        await repository.count_owners(session, org.org_id, lock=True)
+        membership = await repository.get_membership(session, org.org_id, user_id, for_update=True)
         if membership is None:
             raise NotFound(f"No member {user_id} in this organisation.", code="member_not_found")
         return membership
 
-    def _check_can_manage(self, ctx: OrgContext, *roles: Role) -> None:
+    def _check_can_manage(self, org: OrgContext, *roles: Role) -> None:
         """Only owners grant, change or remove the owner role."""
-        if Role.OWNER in roles and not ctx.can(Action.OWNERS_MANAGE):
+        if Role.OWNER in roles and not org.can(Action.OWNERS_MANAGE):
             raise PermissionDenied(
                 "Only an owner may grant, change or remove the owner role.",
                 code="insufficient_permissions",
             )
 
     async def _keep_an_owner(
-        self, session: AsyncSession, ctx: OrgContext, membership: Membership
+        self, session: AsyncSession, org: OrgContext, membership: Membership
     ) -> None:
         if (
             membership.role == Role.OWNER
-            and await repository.count_owners(session, ctx.org_id, lock=True) <= 1
+            and await repository.count_owners(session, org.org_id, lock=True) <= 1
         ):
             raise Conflict(
                 "An organisation must keep at least one owner; make someone else owner first.",
@@ -204,20 +208,20 @@ class OrgService:
             )
 
     async def change_role(
-        self, session: AsyncSession, ctx: OrgContext, *, user_id: str, role: Role
+        self, session: AsyncSession, org: OrgContext, *, user_id: str, role: Role
     ) -> tuple[Membership, User]:
-        ctx.require(Action.MEMBERS_UPDATE)
-        membership = await self._member(session, ctx, user_id)
-        self._check_can_manage(ctx, Role(membership.role), role)
+        org.require(Action.MEMBERS_UPDATE)
+        membership = await self._member(session, org, user_id)
+        self._check_can_manage(org, Role(membership.role), role)
         if membership.role != role:
             if role != Role.OWNER:
-                await self._keep_an_owner(session, ctx, membership)
+                await self._keep_an_owner(session, org, membership)
             previous = membership.role
             membership.role = role
             membership.updated_at = self.clock()
             audit.record_in(
                 session,
-                ctx,
+                org,
                 AuditAction.MEMBER_ROLE_CHANGED,
                 target_type="user",
                 target_id=user_id,
@@ -226,21 +230,21 @@ class OrgService:
         user = await self._user(session, user_id)
         return membership, user
 
-    async def remove_member(self, session: AsyncSession, ctx: OrgContext, *, user_id: str) -> None:
-        leaving_self = ctx.actor.is_user and ctx.actor.user_id == user_id
+    async def remove_member(self, session: AsyncSession, org: OrgContext, *, user_id: str) -> None:
+        leaving_self = org.actor.is_user and org.actor.user_id == user_id
         if not leaving_self:
-            ctx.require(Action.MEMBERS_REMOVE)
-        membership = await self._member(session, ctx, user_id)
+            org.require(Action.MEMBERS_REMOVE)
+        membership = await self._member(session, org, user_id)
         if not leaving_self:
-            self._check_can_manage(ctx, Role(membership.role))
-        await self._keep_an_owner(session, ctx, membership)
+            self._check_can_manage(org, Role(membership.role))
+        await self._keep_an_owner(session, org, membership)
         await session.delete(membership)
         user = await self._user(session, user_id)
-        if user.default_org_id == ctx.org_id:
-            remaining = [o for o in await self.org_ids_of(session, user_id) if o != ctx.org_id]
+        if user.default_org_id == org.org_id:
+            remaining = [o for o in await self.org_ids_of(session, user_id) if o != org.org_id]
             user.default_org_id = remaining[0] if remaining else None
         audit.record_in(
-            session, ctx, AuditAction.MEMBER_REMOVED, target_type="user", target_id=user_id
+            session, org, AuditAction.MEMBER_REMOVED, target_type="user", target_id=user_id
         )
 
     async def _user(self, session: AsyncSession, user_id: str) -> User:
@@ -252,22 +256,22 @@ class OrgService:
     # --- invitations ---------------------------------------------------------------------
 
     async def invite(
-        self, session: AsyncSession, ctx: OrgContext, *, email: str, role: Role
+        self, session: AsyncSession, org: OrgContext, *, email: str, role: Role
     ) -> CreatedInvitation:
-        ctx.require(Action.INVITATIONS_CREATE)
-        self._check_can_manage(ctx, role)
+        org.require(Action.INVITATIONS_CREATE)
+        self._check_can_manage(org, role)
         # Serialise invitations to this organisation: two at once for the same email would
         # otherwise both pass the pending check below and both be sent.
-        await repository.lock_org(session, ctx.org_id)
+        await repository.lock_org(session, org.org_id)
         email = normalize_email(email)
         existing_user = await self.users.find_by_email(session, email)
-        if existing_user and await repository.get_membership(session, ctx.org_id, existing_user.id):
+        if existing_user and await repository.get_membership(session, org.org_id, existing_user.id):
             raise Conflict(
                 f"{email} is already a member of this organisation.", code="already_member"
             )
         now = self.clock()
         if (
-            pending := await repository.pending_invitation_for(session, ctx.org_id, email)
+            pending := await repository.pending_invitation_for(session, org.org_id, email)
         ) is not None:
             if pending.expires_at > now:
                 raise Conflict(
@@ -277,29 +281,29 @@ class OrgService:
                 )
             pending.status = InvitationStatus.REVOKED
             pending.responded_at = now
-        await self._check_seats(session, ctx.org_id, now, counting_invitations=True)
+        await self._check_seats(session, org.org_id, now, counting_invitations=True)
         token = "inv_" + random_token(32)
         invitation = Invitation(
             id=new_id("inv"),
-            org_id=ctx.org_id,
+            org_id=org.org_id,
             email=email,
             role=role,
             token_hash=sha256_hex(token),
             status=InvitationStatus.PENDING,
-            invited_by=ctx.actor.id,
+            invited_by=org.actor.id,
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.invitation_ttl_s),
         )
         session.add(invitation)
-        org = await self.get(session, ctx)
+        organization = await self.get(session, org)
         url = f"{self.settings.base_url}/invitations/accept?token={quote(token)}"
         send_email(
             session,
             now=now,
             to=email,
-            subject=f"You are invited to join {org.name} on Parley",
+            subject=f"You are invited to join {organization.name} on Parley",
             text=(
-                f'You have been invited to join the organisation "{org.name}" on Parley '
+                f'You have been invited to join the organisation "{organization.name}" on Parley '
                 f"as {role.value}.\n\nAccept the invitation here (it expires on "
                 f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n{url}\n\n"
                 "If you did not expect this, ignore this email.\n"
@@ -307,7 +311,7 @@ class OrgService:
         )
         audit.record_in(
             session,
-            ctx,
+            org,
             AuditAction.INVITATION_CREATED,
             target_type="invitation",
             target_id=invitation.id,
@@ -340,22 +344,22 @@ class OrgService:
     async def list_invitations(
         self,
         session: AsyncSession,
-        ctx: OrgContext,
+        org: OrgContext,
         *,
         status: str | None,
         limit: int,
         after: str | None,
     ) -> tuple[Sequence[Invitation], bool]:
-        ctx.require(Action.INVITATIONS_READ)
+        org.require(Action.INVITATIONS_READ)
         return await repository.list_invitations(
-            session, ctx.org_id, status=status, now=self.clock(), limit=limit, after=after
+            session, org.org_id, status=status, now=self.clock(), limit=limit, after=after
         )
 
     async def revoke_invitation(
-        self, session: AsyncSession, ctx: OrgContext, invitation_id: str
+        self, session: AsyncSession, org: OrgContext, invitation_id: str
     ) -> Invitation:
-        ctx.require(Action.INVITATIONS_REVOKE)
-        invitation = await repository.get_invitation(session, ctx.org_id, invitation_id)
+        org.require(Action.INVITATIONS_REVOKE)
+        invitation = await repository.get_invitation(session, org.org_id, invitation_id)
         if invitation is None:
             raise NotFound(f"No invitation {invitation_id}.", code="invitation_not_found")
         if invitation.status != InvitationStatus.PENDING:
@@ -367,7 +371,7 @@ class OrgService:
         invitation.responded_at = self.clock()
         audit.record_in(
             session,
-            ctx,
+            org,
             AuditAction.INVITATION_REVOKED,
             target_type="invitation",
             target_id=invitation.id,
@@ -420,9 +424,9 @@ class OrgService:
             target_type="invitation",
             target_id=invitation.id,
         )
-        org = await repository.get_org(session, invitation.org_id)
-        assert org is not None
-        return org, membership
+        organization = await repository.get_org(session, invitation.org_id)
+        assert organization is not None
+        return organization, membership
 
     async def decline_invitation(
         self, session: AsyncSession, user: User, *, token: str, client_ip: str | None

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
-from parley.http.deps import Ctx, DbSession, OrgFromHeader
+from parley.http.deps import App, DbSession, OrgFromHeader
 from parley.http.errors import error_responses
 from parley.usage.schemas import UsageReportOut, UsageSummaryOut
 
@@ -22,8 +22,8 @@ router = APIRouter(prefix="/v1/usage", tags=["usage"])
     responses=error_responses(401, 403, 404),
     summary="This period: used, limit, remaining and overage per quota, and the cost so far",
 )
-async def usage_summary(org: OrgFromHeader, ctx: Ctx, session: DbSession) -> UsageSummaryOut:
-    return await ctx.usage_reports.summary(session, org)
+async def usage_summary(org: OrgFromHeader, app: App, session: DbSession) -> UsageSummaryOut:
+    return await app.usage_reports.summary(session, org)
 
 
 @router.get(
@@ -37,14 +37,14 @@ async def usage_summary(org: OrgFromHeader, ctx: Ctx, session: DbSession) -> Usa
 )
 async def usage_report(
     org: OrgFromHeader,
-    ctx: Ctx,
+    app: App,
     session: DbSession,
     group_by: Annotated[Literal["day", "model", "api_key", "user"], Query()] = "day",
     start: Annotated[AwareDatetime | None, Query(description="Default: period start.")] = None,
     end: Annotated[AwareDatetime | None, Query(description="Default: period end.")] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> UsageReportOut | Response:
-    report = await ctx.usage_reports.report(session, org, group_by=group_by, start=start, end=end)
+    report = await app.usage_reports.report(session, org, group_by=group_by, start=start, end=end)
     if format == "json":
         return report
     out = io.StringIO()

@@ -29,7 +29,7 @@ def _quota(used: int, limit: int | None, *, plan_limit: int | None = None) -> Qu
     )
 
 
-class UsageService:
+class UsageReports:
     def __init__(
         self,
         billing: BillingService,
@@ -43,18 +43,18 @@ class UsageService:
         self.recorder = recorder
         self.clock = clock
 
-    async def summary(self, session: AsyncSession, ctx: OrgContext) -> UsageSummaryOut:
-        ctx.require(Action.USAGE_READ)
-        limits = await self.billing.limits_in(session, ctx.org_id)
+    async def summary(self, session: AsyncSession, org: OrgContext) -> UsageSummaryOut:
+        org.require(Action.USAGE_READ)
+        limits = await self.billing.limits_in(session, org.org_id)
         messages, cost = await self.recorder.period_totals(
-            session, ctx.org_id, limits.period_start, limits.period_end
+            session, org.org_id, limits.period_start, limits.period_end
         )
         plan = limits.limits
         message_limit = plan.messages if limits.message_limit is None else limits.message_limit
         storage_limit = None if plan.storage_mb is None else plan.storage_mb * 1024 * 1024
-        seats_used = await self.orgs.member_count(session, ctx.org_id)
+        seats_used = await self.orgs.member_count(session, org.org_id)
         return UsageSummaryOut(
-            org_id=ctx.org_id,
+            org_id=org.org_id,
             plan=limits.plan.id,
             period_start=limits.period_start,
             period_end=limits.period_end,
@@ -68,22 +68,22 @@ class UsageService:
     async def report(
         self,
         session: AsyncSession,
-        ctx: OrgContext,
+        org: OrgContext,
         *,
         group_by: str,
         start: datetime | None,
         end: datetime | None,
     ) -> UsageReportOut:
-        ctx.require(Action.USAGE_READ)
+        org.require(Action.USAGE_READ)
         if start is None or end is None:
-            limits = await self.billing.limits_in(session, ctx.org_id)
+            limits = await self.billing.limits_in(session, org.org_id)
             start = start or limits.period_start
             end = end or limits.period_end
         if end <= start:
             raise InvalidRequest("end must be after start.", param="end")
         if end - start > MAX_RANGE:
             raise InvalidRequest("Ask for at most 400 days at a time.", param="start")
-        rows = await repository.report(session, ctx.org_id, group_by=group_by, start=start, end=end)
+        rows = await repository.report(session, org.org_id, group_by=group_by, start=start, end=end)
         return UsageReportOut(
             group_by=group_by,
             start=start,

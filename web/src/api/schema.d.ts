@@ -1712,6 +1712,17 @@ export interface components {
              */
             created_at: string;
         };
+        /** AudioPart */
+        AudioPart: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "input_audio";
+            input_audio: components["schemas"]["InputAudio"];
+        } & {
+            [key: string]: unknown;
+        };
         /** ChatMessage */
         ChatMessage: {
             /**
@@ -1723,7 +1734,7 @@ export interface components {
              * Content
              * @default null
              */
-            content?: string | (components["schemas"]["TextPart"] | components["schemas"]["ImagePart"])[] | null;
+            content?: string | (components["schemas"]["TextPart"] | components["schemas"]["ImagePart"] | components["schemas"]["AudioPart"] | components["schemas"]["FilePart"])[] | null;
             /**
              * Name
              * @default null
@@ -1739,6 +1750,37 @@ export interface components {
              * @default null
              */
             tool_call_id?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** FileData */
+        FileData: {
+            /**
+             * File Data
+             * @default null
+             */
+            file_data?: string | null;
+            /**
+             * File Id
+             * @default null
+             */
+            file_id?: string | null;
+            /**
+             * Filename
+             * @default null
+             */
+            filename?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** FilePart */
+        FilePart: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "file";
+            file: components["schemas"]["FileData"];
         } & {
             [key: string]: unknown;
         };
@@ -1790,6 +1832,15 @@ export interface components {
              * @default null
              */
             detail?: ("auto" | "low" | "high") | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** InputAudio */
+        InputAudio: {
+            /** Data */
+            data: string;
+            /** Format */
+            format: string;
         } & {
             [key: string]: unknown;
         };

@@ -49,8 +49,8 @@ COLUMNS = [
     "ttft_ms",
     "status",
     "error_type",
-    "counted",
-    "overage",
+    "messages",
+    "overage_messages",
     "created_at",
 ]
 
@@ -85,8 +85,8 @@ def rows(n: int, *, text_time: bool) -> list[tuple[object, ...]]:
                 None,
                 "ok",
                 None,
-                True,
-                False,
+                1,
+                0,
                 at.strftime("%Y-%m-%d %H:%M:%S.%f") if text_time else at,
             )
         )

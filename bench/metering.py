@@ -31,9 +31,11 @@ import yaml
 from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+from tests import pg  # the PostgreSQL (with pgvector) the tests use
+
 from gateway import free_port, wait_http
 
-PG_ADMIN = os.environ.get("PARLEY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CAP = 400
 CLIENTS = 50
@@ -162,7 +164,8 @@ async def run_stack(name: str, env: dict[str, str], tmp: Path) -> None:
 
 async def scaleout_env(base: dict[str, str]) -> tuple[dict[str, str], str] | None:
     try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=2)
+        server = pg.server()
+        admin = await asyncpg.connect(server.admin_dsn, timeout=2)
         redis = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
         await redis.ping()
         await redis.aclose()
@@ -171,10 +174,9 @@ async def scaleout_env(base: dict[str, str]) -> tuple[dict[str, str], str] | Non
     name = f"parley_bench_{uuid.uuid4().hex[:10]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     env = {
         **base,
-        "PARLEY_DATABASE_URL": f"{url}/{name}",
+        "PARLEY_DATABASE_URL": server.url(name),
         "PARLEY_REDIS_URL": REDIS_URL,
         "PARLEY_REDIS_NAMESPACE": name,
     }
@@ -182,7 +184,7 @@ async def scaleout_env(base: dict[str, str]) -> tuple[dict[str, str], str] | Non
 
 
 async def drop_database(name: str) -> None:
-    admin = await asyncpg.connect(PG_ADMIN)
+    admin = await asyncpg.connect(pg.server().admin_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

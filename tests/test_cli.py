@@ -25,7 +25,8 @@ from parley.bootstrap import bootstrap as bootstrap_in_process
 from parley.context import AppContext
 from parley.db.migrate import head_revisions
 from parley.errors import InvalidRequest
-from tests.conftest import PG_ADMIN_DSN
+from tests import pg
+from tests.conftest import pg_admin
 from tests.support import bearer, register
 
 PASSWORD = "correct horse battery staple"
@@ -208,14 +209,6 @@ def test_serve_answers_with_the_bootstrapped_key(server: str, bootstrapped: dict
 # --- parley migrate -----------------------------------------------------------------------------
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def _alembic_versions(dsn: str) -> set[str]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -234,11 +227,11 @@ async def _alembic_versions(dsn: str) -> set[str]:
 def fresh_pg_database() -> Iterator[str]:
     """An empty PostgreSQL database of our own; yields its plain (asyncpg) DSN."""
     name = f"parley_cli_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+        yield pg.server().dsn(name)
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.mark.slow

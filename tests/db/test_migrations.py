@@ -11,10 +11,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from parley.db.migrate import head_revisions
 from parley.db.models import Base
+from parley.db.schema import described_by_models
 
 
 def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": described_by_models}
+    )
     return list(compare_metadata(context, Base.metadata))
 
 

@@ -8,6 +8,7 @@ from parley.conversations.models import Conversation, ConversationSummary, Messa
 from parley.db.base import Base
 from parley.jobs.models import Job
 from parley.keys.models import ApiKey
+from parley.knowledge.models import Chunk, File, FileBatch, VectorStore, VectorStoreFile
 from parley.orgs.models import Invitation, Membership, Organization
 from parley.usage.models import UsageDaily, UsageEvent
 
@@ -16,8 +17,11 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Broadcast",
+    "Chunk",
     "Conversation",
     "ConversationSummary",
+    "File",
+    "FileBatch",
     "Invitation",
     "Job",
     "Membership",
@@ -30,4 +34,6 @@ __all__ = [
     "UsageDaily",
     "UsageEvent",
     "User",
+    "VectorStore",
+    "VectorStoreFile",
 ]

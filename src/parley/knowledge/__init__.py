@@ -1,0 +1,1 @@
+"""Knowledge bases: files, vector stores, ingestion and search."""
